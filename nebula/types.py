@@ -1,0 +1,181 @@
+"""Logical types: what a column means, independent of where it is stored.
+
+A :class:`LogicalType` knows its numpy storage dtype inside a :class:`~nebula.batch.Batch`, its Arrow
+type, and its place in the widening lattice used by schema evolution.
+
+Storage inside a batch (per row):
+
+=============  ==================  ==========================================
+type           numpy storage        Arrow
+=============  ==================  ==========================================
+int8..int64    int8..int64          int8..int64
+float32/64     float32/float64      float32/float64
+bool           bit-packed uint8     bool
+decimal(p,s)   (n, 2) int64 lo/hi   decimal128(p, s)
+string, json   int32 offsets+bytes  string (json: field metadata nebula.type)
+date           int32 days           date32
+timestamp      int64 µs             timestamp('us', tz)
+=============  ==================  ==========================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ConfigError
+
+_INT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
+_NUMPY = {
+    "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
+    "float32": np.float32, "float64": np.float64, "bool": np.uint8, "date": np.int32,
+    "timestamp": np.int64, "decimal": np.int64, "string": np.uint8, "json": np.uint8,
+}
+KINDS = tuple(_NUMPY)
+_ALIASES = {
+    "int": "int64", "integer": "int64", "bigint": "int64", "long": "int64", "smallint": "int16",
+    "tinyint": "int8", "short": "int16", "float": "float64", "double": "float64", "real": "float32",
+    "boolean": "bool", "str": "string", "text": "string", "varchar": "string", "utf8": "string",
+    "datetime": "timestamp", "numeric": "decimal", "jsonb": "json",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LogicalType:
+    """A column's logical type.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``KINDS``.
+    precision, scale : int
+        For ``decimal`` only (1 <= precision <= 38, 0 <= scale <= precision).
+    tz : str or None
+        For ``timestamp`` only: ``None`` for a naive timestamp, else a zone name (values are UTC µs).
+    """
+
+    kind: str
+    precision: int = 0
+    scale: int = 0
+    tz: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _NUMPY:
+            raise ConfigError(f"unknown type {self.kind!r}; expected one of {', '.join(KINDS)}")
+        if self.kind == "decimal" and not (1 <= self.precision <= 38 and 0 <= self.scale <= self.precision):
+            raise ConfigError(f"invalid decimal({self.precision},{self.scale}): need 1<=p<=38, 0<=s<=p")
+
+    # -- classification -------------------------------------------------------------------------
+    @property
+    def is_integer(self) -> bool:
+        return self.kind in _INT_BITS
+
+    @property
+    def is_float(self) -> bool:
+        return self.kind in ("float32", "float64")
+
+    @property
+    def is_varlen(self) -> bool:
+        """Stored as offsets + data bytes."""
+        return self.kind in ("string", "json")
+
+    @property
+    def is_fixed(self) -> bool:
+        return not self.is_varlen and self.kind != "bool"
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(_NUMPY[self.kind])
+
+    @property
+    def bits(self) -> int:
+        return _INT_BITS.get(self.kind, 0)
+
+    # -- conversion -----------------------------------------------------------------------------
+    def to_arrow(self):
+        import pyarrow as pa
+
+        k = self.kind
+        if k in _INT_BITS or k in ("float32", "float64"):
+            return getattr(pa, k)()
+        if k == "bool":
+            return pa.bool_()
+        if k in ("string", "json"):
+            return pa.string()
+        if k == "date":
+            return pa.date32()
+        if k == "timestamp":
+            return pa.timestamp("us", tz=self.tz)
+        if k == "decimal":
+            return pa.decimal128(self.precision, self.scale)
+        raise AssertionError(k)
+
+    @classmethod
+    def from_arrow(cls, t) -> LogicalType:
+        import pyarrow as pa
+        import pyarrow.types as pt
+
+        if pt.is_dictionary(t):
+            t = t.value_type
+        for name in ("int8", "int16", "int32", "int64", "float32", "float64"):
+            if t == getattr(pa, name)():
+                return cls(name)
+        if pt.is_unsigned_integer(t):
+            return cls({8: "int16", 16: "int32", 32: "int64"}.get(t.bit_width, "decimal"),
+                       *((20, 0) if t.bit_width == 64 else ()))
+        if pt.is_float16(t):
+            return cls("float32")
+        if pt.is_boolean(t):
+            return cls("bool")
+        if pt.is_string(t) or pt.is_large_string(t):
+            return cls("string")
+        if pt.is_date(t):
+            return cls("date")
+        if pt.is_timestamp(t):
+            return cls("timestamp", tz=t.tz)
+        if pt.is_decimal(t):
+            return cls("decimal", t.precision, t.scale)
+        if str(t) in ("extension<arrow.json>", "json"):
+            return cls("json")
+        raise ConfigError(f"no Nebula type for Arrow type {t}")
+
+    def __str__(self) -> str:
+        if self.kind == "decimal":
+            return f"decimal({self.precision},{self.scale})"
+        if self.kind == "timestamp" and self.tz:
+            return "timestamptz" if self.tz == "UTC" else f"timestamp[{self.tz}]"
+        return self.kind
+
+
+_DECIMAL_RE = re.compile(r"^(?:decimal|numeric)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)$")
+_TS_RE = re.compile(r"^timestamp\s*\[\s*([^\]]+)\s*\]$")
+
+
+def parse_type(text: str) -> LogicalType:
+    """Parse a type name as written in configs and ``--column name:type``.
+
+    Accepts the kinds, common SQL aliases, ``decimal(p,s)``, ``timestamptz`` (UTC) and
+    ``timestamp[Europe/Paris]``.
+    """
+    t = text.strip().lower()
+    if m := _DECIMAL_RE.match(t):
+        return LogicalType("decimal", int(m.group(1)), int(m.group(2) or 0))
+    if t in ("timestamptz", "timestamp with time zone", "timestamp_tz"):
+        return LogicalType("timestamp", tz="UTC")
+    if m := _TS_RE.match(text.strip()):
+        return LogicalType("timestamp", tz=m.group(1).strip())
+    if t in ("decimal", "numeric"):
+        return LogicalType("decimal", 38, 9)
+    t = _ALIASES.get(t, t)
+    if t not in _NUMPY or t == "decimal":
+        raise ConfigError(f"unknown type {text!r}; expected one of {', '.join(KINDS)}, decimal(p,s), "
+                          "timestamptz")
+    return LogicalType(t)
+
+
+INT8, INT16, INT32, INT64 = (LogicalType(k) for k in ("int8", "int16", "int32", "int64"))
+FLOAT32, FLOAT64 = LogicalType("float32"), LogicalType("float64")
+BOOL, STRING, JSON, DATE = LogicalType("bool"), LogicalType("string"), LogicalType("json"), LogicalType("date")
+TIMESTAMP, TIMESTAMPTZ = LogicalType("timestamp"), LogicalType("timestamp", tz="UTC")
