@@ -90,19 +90,26 @@ class Column:
             total += t.numpy_dtype.itemsize * n
         return total
 
-    def to_arrow(self, n: int):
+    def to_arrow(self, n: int, copy: bool = False):
         import pyarrow as pa
+
+        def buf(a, upto):
+            return pa.py_buffer(a[:upto].copy() if copy else a)
 
         t = self.field.type
         at = t.to_arrow()
-        valid = pa.py_buffer(self.validity) if self.null_count else None
+        nbits = (n + 7) // 8
+        valid = buf(self.validity, nbits) if self.null_count else None
         if t.is_varlen and self.dictionary is not None:
-            idx = pa.Array.from_buffers(pa.int32(), n, [valid, pa.py_buffer(self.values)], self.null_count)
+            idx = pa.Array.from_buffers(pa.int32(), n, [valid, buf(self.values, n)], self.null_count)
             return pa.DictionaryArray.from_arrays(idx, self.dictionary)
         if t.is_varlen:
-            return pa.Array.from_buffers(at, n, [valid, pa.py_buffer(self.offsets), pa.py_buffer(self.data)],
+            return pa.Array.from_buffers(at, n, [valid, buf(self.offsets, n + 1),
+                                                 buf(self.data, int(self.offsets[n]) if n else 0)],
                                          self.null_count)
-        return pa.Array.from_buffers(at, n, [valid, pa.py_buffer(self.values)], self.null_count)
+        if t.kind == "bool":
+            return pa.Array.from_buffers(at, n, [valid, buf(self.values, nbits)], self.null_count)
+        return pa.Array.from_buffers(at, n, [valid, buf(self.values, n)], self.null_count)
 
 
 class Batch:
@@ -156,13 +163,17 @@ class Batch:
     def bytes_per_record(self) -> float:
         return self.nbytes / self.length if self.length else 0.0
 
-    def to_arrow(self):
-        """A ``pyarrow.RecordBatch`` sharing this batch's memory (valid until the batch is reused)."""
+    def to_arrow(self, copy: bool = False):
+        """A ``pyarrow.RecordBatch`` of the rows in use.
+
+        Without ``copy`` it shares this batch's memory and is valid only until the batch is reused;
+        with ``copy`` it owns a copy of exactly the bytes in use.
+        """
         import pyarrow as pa
 
         if self._arrow_schema is None:
             self._arrow_schema = self.schema.to_arrow()
-        arrays = [c.to_arrow(self.length) for c in self.columns]
+        arrays = [c.to_arrow(self.length, copy) for c in self.columns]
         schema = self._arrow_schema
         if any(c.dictionary is not None for c in self.columns):
             schema = pa.schema([f.with_type(a.type) for f, a in zip(schema, arrays, strict=True)],

@@ -1,0 +1,263 @@
+"""The library API: ``copy``, ``read_csv``, ``discover`` and :class:`Pipeline`.
+
+Option names match the CLI's (``infer_schema=False``, ``on_error="dead-letter"``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .pipeline.runner import RunResult
+from .schema import Schema
+from .types import LogicalType, parse_type
+
+_SOURCE_KEYS = ("delimiter", "quote", "escape", "header", "names", "skip_rows", "comment", "null_values",
+                "quoted_null", "encoding", "block_size", "sample_bytes")
+
+
+def _default_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def parse_columns(columns) -> dict[str, LogicalType]:
+    """``{"qty": "int32"}``, ``["qty:int32"]`` or ``"qty:int32,amount:decimal(12,2)"`` to types."""
+    if not columns:
+        return {}
+    if isinstance(columns, Mapping):
+        return {k: v if isinstance(v, LogicalType) else parse_type(str(v)) for k, v in columns.items()}
+    if isinstance(columns, str):
+        columns = _split_columns(columns)
+    out = {}
+    for item in columns:
+        name, sep, t = item.rpartition(":")
+        if not sep or not name:
+            raise ConfigError(f"--column expects name:type, got {item!r}")
+        out[name.strip()] = parse_type(t)
+    return out
+
+
+def _split_columns(text: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur:
+        parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def load_schema_file(path: str) -> Schema:
+    """A schema from YAML/JSON: a list of ``{name, type, nullable}`` or a ``{name: type}`` mapping."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the schema file: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    if isinstance(data, dict) and "columns" in data:
+        data = data["columns"]
+    if not isinstance(data, list | dict) or not data:
+        raise ConfigError(f"{path}: a schema is a list of {{name, type}} or a mapping name: type")
+    try:
+        return Schema.from_dict(data)
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: every column needs a name and a type ({e})") from e
+
+
+@dataclass
+class CopyOptions:
+    """Every option of a copy, as the CLI and YAML name them."""
+
+    format: str | None = None
+    dest_format: str | None = None
+    table: str | None = None
+    mode: str | None = None
+    key: list[str] | None = None
+    schema: Schema | str | None = None
+    columns: dict[str, LogicalType] = field(default_factory=dict)
+    infer_schema: bool = True
+    on_error: str = "fail"
+    dead_letter: str | None = None
+    max_rejected: int | None = None
+    threads: int | None = None
+    batch_rows: int = 65536
+    name: str | None = None
+    state: str | None = None
+    progress: str = "none"
+    source_options: dict[str, Any] = field(default_factory=dict)
+    dest_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, **opts) -> CopyOptions:
+        src_opts = dict(opts.pop("source_options", None) or opts.pop("options", None) or {})
+        for k in _SOURCE_KEYS:
+            if k in opts:
+                v = opts.pop(k)
+                if v is not None:
+                    src_opts[k] = v
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(opts) - known)
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+        o = cls(**{k: v for k, v in opts.items() if v is not None}, source_options=src_opts)
+        if isinstance(o.key, str):
+            o.key = [k.strip() for k in o.key.split(",") if k.strip()]
+        o.columns = parse_columns(o.columns)
+        if isinstance(o.schema, str | os.PathLike):
+            o.schema = load_schema_file(os.fspath(o.schema))
+        if o.on_error not in ("fail", "skip", "dead-letter"):
+            raise ConfigError(f"--on-error must be fail, skip or dead-letter, got {o.on_error!r}")
+        if o.mode is not None and o.mode not in ("append", "replace", "merge"):
+            raise ConfigError(f"--mode must be append, replace or merge, got {o.mode!r}")
+        if o.mode == "merge" and not o.key:
+            raise ConfigError("--mode merge needs --key COLUMN[,COLUMN]")
+        if o.max_rejected is not None and o.max_rejected < 0:
+            raise ConfigError("--max-rejected must be >= 0")
+        if o.threads is not None and o.threads < 1:
+            raise ConfigError("--threads must be >= 1")
+        if o.batch_rows < 1:
+            raise ConfigError("batch_rows must be >= 1")
+        return o
+
+
+def make_source(url, o: CopyOptions):
+    from .connectors.registry import resolve
+
+    first = url[0] if isinstance(url, list | tuple) else url
+    spec = resolve("source", os.fspath(first), o.format)
+    cls = spec.load()
+    opts = dict(o.source_options)
+    if (o.format or "").lower() == "tsv" or os.fspath(first).lower().split(".gz")[0].endswith(".tsv"):
+        opts.setdefault("delimiter", "\t")
+    opts.update(infer_schema=o.infer_schema, columns=o.columns, schema=o.schema, on_error=o.on_error,
+                threads=o.threads or _default_threads(), batch_rows=o.batch_rows)
+    return cls(url, options=opts)
+
+
+def make_destination(url: str, o: CopyOptions):
+    from .connectors.registry import resolve
+
+    spec = resolve("destination", url, o.dest_format)
+    cls = spec.load()
+    return cls(url, options=dict(o.dest_options))
+
+
+def _label(url) -> str:
+    from .config import redact_url
+
+    if isinstance(url, list | tuple):
+        return ", ".join(redact_url(os.fspath(u)) for u in url)
+    return redact_url(os.fspath(url))
+
+
+def copy(source, dest, **opts) -> RunResult:
+    """Copy everything from ``source`` to ``dest``; returns the run summary.
+
+    ``source``/``dest`` are paths, globs or URLs (``sqlite:///out.db``); ``dest`` may also be a
+    Destination object. Options as on the CLI: ``table``, ``mode``, ``key``, ``schema``,
+    ``columns``, ``infer_schema``, ``on_error``, ``dead_letter``, ``max_rejected``, ``threads``,
+    ``name``, ``state``, ``progress`` ("auto", "none", ...), and CSV options (``delimiter``, ...).
+    """
+    from .connectors.base import Destination
+    from .pipeline.deadletter import Rejects
+    from .pipeline.progress import make_progress
+    from .pipeline.runner import run_pipeline
+
+    o = CopyOptions.build(**opts)
+    src = make_source(source, o)
+    dst = dest if isinstance(dest, Destination) else make_destination(os.fspath(dest), o)
+    run_id = uuid.uuid4().hex[:12]
+    name = o.name or src.name
+    if o.on_error == "dead-letter" and not o.dead_letter:
+        o.dead_letter = os.path.join(".nebula", "rejected", f"{name}.jsonl")
+    rejects = Rejects(o.on_error, o.dead_letter, run_id=run_id, source=_label(source))
+    try:
+        src.open()
+        label = f"{name}"
+        progress = make_progress(label, src.total_bytes, o.progress) if o.progress != "none" else None
+        mode = o.mode or "replace"
+        result = run_pipeline(src, dst, name=name, threads=o.threads or _default_threads(),
+                              batch_rows=o.batch_rows, mode=mode, table=o.table or src.name, key=o.key,
+                              rejects=rejects, max_rejected=o.max_rejected, progress=progress,
+                              source_label=_label(source), dest_label=_label(dst.location() or dest))
+        result.run_id = run_id
+        result.destination = _label(dst.location() or dest)
+    finally:
+        try:
+            rejects.flush()
+        finally:
+            src.close()
+    if o.state:
+        _record(o.state, result)
+    return result
+
+
+def _record(path: str, result: RunResult) -> None:
+    from .state import StateStore
+
+    StateStore(path).record_run(result.name, run_id=result.run_id, status=result.status,
+                                rows_read=result.rows_read, rows_written=result.rows_written,
+                                rows_rejected=result.rows_rejected, bytes_read=result.bytes_read,
+                                summary=result.to_dict())
+
+
+def read_csv(path, **opts):
+    """Read CSV file(s) into a ``pyarrow.Table`` with Nebula's kernels (options as :func:`copy`)."""
+    from .connectors.destinations.memory import MemoryDestination
+
+    mem = MemoryDestination()
+    opts.setdefault("progress", "none")
+    copy(path, mem, **opts)
+    return mem.table()
+
+
+def discover(source, **opts) -> Schema:
+    """The schema Nebula infers (or is told) for ``source``."""
+    o = CopyOptions.build(**opts)
+    src = make_source(source, o)
+    try:
+        src.open()
+        return src.schema
+    finally:
+        src.close()
+
+
+class Pipeline:
+    """A named source → destination job with options; ``run()`` returns a :class:`RunResult`.
+
+    >>> Pipeline("orders", "data/orders.csv", "out/orders.parquet", on_error="skip").run()  # doctest: +SKIP
+    """
+
+    def __init__(self, name: str, source, destination, **opts) -> None:
+        self.name, self.source, self.destination = name, source, destination
+        self.opts = opts
+        CopyOptions.build(**opts)  # validate early
+
+    @classmethod
+    def from_config(cls, cfg) -> Pipeline:
+        o = cfg.to_options()
+        src, dst = o.pop("source"), o.pop("destination")
+        return cls(cfg.name, src, dst, **o)
+
+    def run(self, **overrides) -> RunResult:
+        opts = {**self.opts, **overrides}
+        opts.setdefault("name", self.name)
+        return copy(self.source, self.destination, **opts)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, {self.source!r} -> {self.destination!r})"

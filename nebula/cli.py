@@ -1,0 +1,363 @@
+"""The ``nebula`` command (typer). Heavy modules are imported inside commands only.
+
+Exit codes: 0 success; 1 the run failed (data or connection); 2 bad usage or config.
+Errors are one line on stderr; a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(name="nebula", help="Nebula: move records from sources to destinations, fast.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+state_app = typer.Typer(help="Show or reset checkpoints and run history.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+_debug = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nebula {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                 help="Print the version and exit.")] = False) -> None:
+    """Nebula: move records from sources to destinations, fast."""
+
+
+def _fail(e: BaseException) -> None:
+    """Print one line for ``e`` and exit with its code."""
+    from .errors import NebulaError
+
+    if _debug:
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    if isinstance(e, NebulaError):
+        msg, code = str(e), e.exit_code
+    elif isinstance(e, KeyboardInterrupt):
+        msg, code = "interrupted", 130
+    elif isinstance(e, MemoryError):
+        msg, code = "out of memory", 1
+    else:
+        msg, code = f"internal error: {type(e).__name__}: {e} (run with --debug for details)", 1
+    try:
+        from .config import redact
+
+        msg = redact(msg)
+    except Exception:  # noqa: BLE001
+        pass
+    typer.echo(f"nebula: error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _summary(result, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    from rich.console import Console
+
+    c = Console(stderr=False, highlight=False)
+    rate = f"{result.rows_per_second:,.0f} rows/s" if result.seconds else ""
+    c.print(f"[bold green]✓[/] {result.name}: {result.rows_written:,} rows written to {result.destination} "
+            f"in {result.seconds:.2f}s ({rate})")
+    if result.rows_rejected:
+        where = f", see {result.dead_letter}" if result.dead_letter else ""
+        c.print(f"[yellow]![/] {result.rows_rejected:,} rows rejected{where}")
+    for w in result.warnings:
+        c.print(f"[yellow]![/] {w}")
+
+
+Opt = typer.Option
+
+
+@app.command("copy")
+def copy_cmd(
+    paths: Annotated[list[str], typer.Argument(help="SOURCE [SOURCE...] DEST: paths, globs or URLs.",
+                                               metavar="SOURCE DEST")],
+    format: Annotated[Optional[str], Opt("--format", "-f", help="Source format (csv, tsv, jsonl, ...).")] = None,
+    dest_format: Annotated[Optional[str], Opt(help="Destination format if the extension does not tell.")] = None,
+    table: Annotated[Optional[str], Opt(help="Destination table (default: the source stream's name).")] = None,
+    mode: Annotated[Optional[str], Opt(help="append | replace | merge (default: replace for files).")] = None,
+    key: Annotated[Optional[str], Opt(help="Key column(s) for merge: COL[,COL].")] = None,
+    schema: Annotated[Optional[str], Opt(help="Schema file (YAML/JSON: list of name/type).")] = None,
+    column: Annotated[Optional[list[str]], Opt("--column", "-c", help="Column type override name:type.")] = None,
+    infer_schema: Annotated[bool, Opt("--infer-schema/--no-infer-schema",
+                                      help="Infer column types (off: every column is a string).")] = True,
+    on_error: Annotated[str, Opt(help="fail | skip | dead-letter for rows that do not parse.")] = "fail",
+    dead_letter: Annotated[Optional[str], Opt(help="Where rejected rows go (JSON lines).")] = None,
+    max_rejected: Annotated[Optional[int], Opt(help="Fail when more rows than this are rejected.")] = None,
+    threads: Annotated[Optional[int], Opt(help="Parse threads (default: all cores).")] = None,
+    name: Annotated[Optional[str], Opt(help="Pipeline/state name.")] = None,
+    state: Annotated[str, Opt(help="State store path.")] = ".nebula/state.db",
+    delimiter: Annotated[Optional[str], Opt(help="CSV delimiter (\\t for tab).")] = None,
+    quote: Annotated[Optional[str], Opt(help="CSV quote character.")] = None,
+    escape: Annotated[Optional[str], Opt(help="CSV escape character (default: none, quotes are doubled).")] = None,
+    header: Annotated[bool, Opt("--header/--no-header", help="The first row holds column names.")] = True,
+    skip_rows: Annotated[int, Opt(help="Lines to skip before the header.")] = 0,
+    comment: Annotated[Optional[str], Opt(help="Lines starting with this character are skipped.")] = None,
+    null_value: Annotated[Optional[list[str]], Opt("--null-value", help="Null marker (repeatable).")] = None,
+    batch_rows: Annotated[int, Opt(help="Rows per batch.")] = 65536,
+    cdc: Annotated[bool, Opt(help="Change data capture (database sources).")] = False,
+    slot: Annotated[Optional[str], Opt(help="Replication slot name (CDC).")] = None,
+    tables: Annotated[Optional[str], Opt(help="Tables to capture (CDC).")] = None,
+    until_caught_up: Annotated[bool, Opt(help="Stop once caught up (CDC).")] = False,
+    metrics_port: Annotated[Optional[int], Opt(help="Serve /metrics and /healthz on this port.")] = None,
+    progress: Annotated[bool, Opt("--progress/--no-progress", help="Show progress.")] = True,
+    as_json: Annotated[bool, Opt("--json", help="Print the run summary as one JSON object.")] = False,
+    debug: Annotated[bool, Opt(help="Tracebacks on errors.")] = False,
+) -> None:
+    """Copy SOURCE to DEST, e.g. nebula copy orders.csv orders.parquet"""
+    global _debug
+    _debug = debug
+    try:
+        from .errors import UsageError
+
+        if len(paths) < 2:
+            raise UsageError("copy needs a SOURCE and a DEST")
+        if cdc or slot or tables or until_caught_up:
+            raise UsageError("--cdc, --slot, --tables and --until-caught-up need a database source "
+                             "(PostgreSQL or MySQL), which this version does not have yet")
+        if metrics_port is not None:
+            raise UsageError("--metrics-port is not available in this version yet")
+        *sources, dest = paths
+        source = sources[0] if len(sources) == 1 else sources
+        from .api import copy
+
+        if delimiter == "\\t":
+            delimiter = "\t"
+        result = copy(source, dest, format=format, dest_format=dest_format, table=table, mode=mode, key=key,
+                      schema=schema, columns=column or None, infer_schema=infer_schema, on_error=on_error,
+                      dead_letter=dead_letter, max_rejected=max_rejected, threads=threads, name=name,
+                      state=state, delimiter=delimiter, quote=quote, escape=escape,
+                      header=None if header else False, skip_rows=skip_rows or None, comment=comment,
+                      null_values=null_value or None, batch_rows=batch_rows,
+                      progress="auto" if progress and not as_json else "none")
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
+        _fail(e)
+    _summary(result, as_json)
+
+
+@app.command("run")
+def run_cmd(
+    config: Annotated[str, typer.Argument(help="Pipeline YAML file.")],
+    only: Annotated[Optional[list[str]], Opt("--only", help="Run only this pipeline (repeatable).")] = None,
+    state: Annotated[Optional[str], Opt(help="State store path (default: from the file or .nebula/state.db).")] = None,
+    progress: Annotated[bool, Opt("--progress/--no-progress")] = True,
+    as_json: Annotated[bool, Opt("--json", help="Print one JSON summary per pipeline.")] = False,
+    debug: Annotated[bool, Opt()] = False,
+) -> None:
+    """Run the pipelines of a YAML file."""
+    global _debug
+    _debug = debug
+    try:
+        from .api import Pipeline
+        from .config import load_config
+
+        cfg = load_config(config)
+        pipes = [cfg.get(n) for n in only] if only else list(cfg.pipelines)
+        results = []
+        for pc in pipes:
+            p = Pipeline.from_config(pc)
+            r = p.run(state=state or cfg.state or ".nebula/state.db",
+                      progress="auto" if progress and not as_json else "none")
+            results.append(r)
+            _summary(r, as_json)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
+        _fail(e)
+
+
+@app.command("check")
+def check_cmd(
+    config: Annotated[str, typer.Argument(help="Pipeline YAML file.")],
+    as_json: Annotated[bool, Opt("--json")] = False,
+    debug: Annotated[bool, Opt()] = False,
+) -> None:
+    """Validate a config and check every source and destination."""
+    global _debug
+    _debug = debug
+    try:
+        from .config import load_config
+        from .health import check_pipeline
+
+        cfg = load_config(config)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
+        _fail(e)
+    reports = [r for pc in cfg.pipelines for r in check_pipeline(pc)]
+    bad = [r for r in reports if r["status"] != "healthy"]
+    if as_json:
+        typer.echo(json.dumps(reports))
+    else:
+        for r in reports:
+            mark = {"healthy": "✓", "degraded": "~", "failing": "✗"}[r["status"]]
+            typer.echo(f"{mark} {r['pipeline']} {r['role']} {r['target']}: {r['status']}"
+                       + (f" ({r['reason']})" if r.get("reason") else ""))
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command("discover")
+def discover_cmd(
+    source: Annotated[str, typer.Argument(help="A path, glob or URL.")],
+    format: Annotated[Optional[str], Opt("--format", "-f")] = None,
+    infer_schema: Annotated[bool, Opt("--infer-schema/--no-infer-schema")] = True,
+    delimiter: Annotated[Optional[str], Opt()] = None,
+    header: Annotated[bool, Opt("--header/--no-header")] = True,
+    as_json: Annotated[bool, Opt("--json")] = False,
+    debug: Annotated[bool, Opt()] = False,
+) -> None:
+    """Show the streams, columns and inferred types of SOURCE."""
+    global _debug
+    _debug = debug
+    try:
+        from .api import discover
+
+        if delimiter == "\\t":
+            delimiter = "\t"
+        schema = discover(source, format=format, infer_schema=infer_schema, delimiter=delimiter,
+                          header=None if header else False)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
+        _fail(e)
+    if as_json:
+        typer.echo(json.dumps({"source": source, "columns": schema.to_dict()}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=source)
+    t.add_column("column")
+    t.add_column("type")
+    t.add_column("nullable")
+    for f in schema:
+        t.add_row(f.name, str(f.type), "yes" if f.nullable else "no")
+    Console().print(t)
+
+
+@app.command("connectors")
+def connectors_cmd(as_json: Annotated[bool, Opt("--json")] = False) -> None:
+    """List every source and destination with its capabilities."""
+    from .connectors.base import connectors
+
+    specs = connectors()
+    if as_json:
+        typer.echo(json.dumps([{"name": s.name, "kind": s.kind, "schemes": list(s.schemes),
+                                "extensions": list(s.extensions), "description": s.description}
+                               for s in specs]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="Nebula connectors")
+    for c in ("kind", "name", "schemes / extensions", "description"):
+        t.add_column(c)
+    for s in specs:
+        t.add_row(s.kind, s.name, " ".join([*(f"{x}://" for x in s.schemes if x != "file"), *s.extensions]),
+                  s.description)
+    Console().print(t)
+
+
+@state_app.command("show")
+def state_show(
+    name: Annotated[Optional[str], typer.Argument(help="Pipeline name (default: all).")] = None,
+    state: Annotated[str, Opt(help="State store path.")] = ".nebula/state.db",
+    as_json: Annotated[bool, Opt("--json")] = False,
+) -> None:
+    """Show checkpoints and the latest runs."""
+    try:
+        from .state import StateStore
+
+        if not os.path.exists(state):
+            from .errors import ConfigError
+
+            raise ConfigError(f"{state}: no state store here yet (it is created by the first run)")
+        store = StateStore(state)
+        items = [(n, v, u) for n, v, u in store.list() if name is None or n == name]
+        runs = store.runs(name, limit=10)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
+        _fail(e)
+    if as_json:
+        typer.echo(json.dumps({"state": [{"name": n, "value": v, "updated_at": u} for n, v, u in items],
+                               "runs": runs}, default=str))
+        return
+    if not items and not runs:
+        typer.echo("no state" + (f" for {name!r}" if name else ""))
+    for n, v, u in items:
+        typer.echo(f"{n}: {json.dumps(v)} (updated {u})")
+    for r in runs:
+        typer.echo(f"run {r['run_id']} {r['name']} {r['status']} read={r['rows_read']} "
+                   f"written={r['rows_written']} rejected={r['rows_rejected']} at {r['finished_at']}")
+
+
+@state_app.command("reset")
+def state_reset(
+    name: Annotated[str, typer.Argument(help="Pipeline name.")],
+    state: Annotated[str, Opt(help="State store path.")] = ".nebula/state.db",
+) -> None:
+    """Forget a pipeline's checkpoint (the next run starts from scratch)."""
+    try:
+        from .state import StateStore
+
+        removed = StateStore(state).delete(name)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
+        _fail(e)
+    typer.echo(f"reset {name}" if removed else f"no checkpoint named {name!r}")
+
+
+@app.command("init")
+def init_cmd(
+    name: Annotated[str, typer.Argument(help="Pipeline name; writes NAME.yml and NAME.ipynb.")],
+    force: Annotated[bool, Opt(help="Overwrite existing files.")] = False,
+) -> None:
+    """Scaffold a pipeline YAML and a notebook."""
+    try:
+        from .scaffold import scaffold
+
+        written = scaffold(name, force=force)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
+        _fail(e)
+    for p in written:
+        typer.echo(f"wrote {p}")
+
+
+@app.command("demo")
+def demo_cmd(
+    rows: Annotated[int, Opt(help="Rows of sample orders data.")] = 100_000,
+    out: Annotated[str, Opt(help="Output directory.")] = "demo-output",
+    as_json: Annotated[bool, Opt("--json")] = False,
+    debug: Annotated[bool, Opt()] = False,
+) -> None:
+    """The embedded default: sample orders data -> Parquet + SQLite."""
+    global _debug
+    _debug = debug
+    try:
+        from .demo import run_demo
+
+        results = run_demo(rows=rows, out=out, progress=not as_json)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
+        _fail(e)
+    for r in results:
+        _summary(r, as_json)
+    if not as_json:
+        typer.echo(f"output in {os.path.abspath(out)}/ (orders.parquet, orders.db table 'orders')")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("nebula: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

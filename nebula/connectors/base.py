@@ -1,0 +1,177 @@
+"""Source and Destination interfaces, capabilities, and the connector registry.
+
+A pipeline drives connectors like this (threads in brackets)::
+
+    src.open(); schema = src.schema                     [main]
+    for chunk in src.read(): ...                        [reader]  raw chunks, in input order
+        src.parse(chunk, batch, sink)                   [workers] fills a pooled Batch (GIL released)
+        src.release(chunk)
+    dst.open(schema, mode); dst.write(batch) ...        [writer]  in seq order
+    dst.commit(state) or dst.abort()                    [writer]  commit makes output visible
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can do; shown by ``nebula connectors``."""
+
+    modes: tuple[str, ...] = ("append",)
+    formats: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = ()
+    cdc: bool = False
+    exactly_once: bool = False
+    schema_evolution: bool = False
+    notes: str = ""
+
+
+class RejectSink(Protocol):
+    """Where a source sends rows it could not parse (dead-letter / skip / fail policy)."""
+
+    def reject(self, *, reason: str, line: int | None, column: str | int | None, offset: int | None,
+               raw: bytes) -> None: ...
+
+
+@dataclass
+class ParseStats:
+    rows: int = 0
+    rejected: int = 0
+    bytes: int = 0
+
+
+class Source(ABC):
+    """A stream of raw chunks plus the kernels that parse a chunk into a Batch."""
+
+    capabilities = Capabilities()
+    name: str = "source"  # the stream name (default table name)
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect / open files; may read a sample to infer the schema."""
+
+    @property
+    @abstractmethod
+    def schema(self):
+        """The :class:`~nebula.schema.Schema` of the batches this source produces."""
+
+    @abstractmethod
+    def read(self) -> Iterator[Any]:
+        """Yield raw chunks in input order (called from the reader thread)."""
+
+    @abstractmethod
+    def parse(self, chunk: Any, batch, rejects: RejectSink) -> ParseStats:
+        """Fill ``batch`` from ``chunk`` (called from worker threads; must be thread-safe)."""
+
+    def release(self, chunk: Any) -> None:  # noqa: B027 - optional hook
+        """Give a chunk's buffers back once parsed."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; called once, also after errors."""
+
+    @property
+    def total_bytes(self) -> int | None:
+        """Input size if known (for progress/ETA)."""
+        return None
+
+    def state(self) -> dict | None:
+        """Checkpoint to save after the destination committed (cursor, LSN, offsets)."""
+        return None
+
+
+class Destination(ABC):
+    """Receives batches in order and makes them visible atomically on :meth:`commit`."""
+
+    capabilities = Capabilities()
+
+    @abstractmethod
+    def open(self, schema, *, mode: str = "append", table: str | None = None, key: list[str] | None = None) -> None:
+        """Prepare to write rows of ``schema`` (create tables/temp files)."""
+
+    @abstractmethod
+    def write(self, batch) -> int:
+        """Write one :class:`~nebula.batch.Batch` (its Arrow view is valid only during this call).
+        Returns the bytes written (0 if unknown)."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make everything written visible (rename temp files, COMMIT)."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Discard everything written since open; must be safe to call at any point."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+    def location(self) -> str:
+        """Where the output is, for the run summary."""
+        return ""
+
+
+@dataclass
+class ConnectorSpec:
+    name: str
+    kind: str  # "source" | "destination"
+    target: str  # "module:Class"
+    schemes: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
+    extra: str | None = None  # pip extra providing its client library
+    description: str = ""
+    options: dict[str, str] = field(default_factory=dict)
+
+    def load(self) -> type:
+        mod, _, cls = self.target.partition(":")
+        try:
+            return getattr(importlib.import_module(mod), cls)
+        except ImportError as e:
+            hint = f" (install it with: pip install 'nebula[{self.extra}]')" if self.extra else ""
+            raise ConfigError(f"connector {self.name!r} needs a missing package: {e.name}{hint}") from e
+
+
+_REGISTRY: dict[tuple[str, str], ConnectorSpec] = {}
+
+
+def register(spec: ConnectorSpec) -> None:
+    _REGISTRY[(spec.kind, spec.name)] = spec
+
+
+def connectors(kind: str | None = None) -> list[ConnectorSpec]:
+    _load_builtin()
+    return [s for (k, _), s in sorted(_REGISTRY.items()) if kind is None or k == kind]
+
+
+def get(kind: str, name: str) -> ConnectorSpec:
+    _load_builtin()
+    try:
+        return _REGISTRY[(kind, name)]
+    except KeyError:
+        names = ", ".join(s.name for s in connectors(kind))
+        raise ConfigError(f"unknown {kind} {name!r}; known: {names}") from None
+
+
+_loaded = False
+
+
+def _load_builtin() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from . import registry  # noqa: F401  (registers the built-in connectors)
+
+    try:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="nebula.connectors"):
+            kind, _, name = ep.name.partition(".")
+            register(ConnectorSpec(name=name or kind, kind=kind if name else "source", target=ep.value))
+    except Exception:  # a broken plugin must not break the CLI
+        pass

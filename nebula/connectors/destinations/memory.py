@@ -1,0 +1,69 @@
+"""In-memory and null destinations (for the library's ``read_*`` functions, tests and benchmarks)."""
+
+from __future__ import annotations
+
+from ..base import Capabilities, Destination
+
+
+class MemoryDestination(Destination):
+    """Collects copies of the batches; :meth:`table` returns them as one ``pyarrow.Table``."""
+
+    capabilities = Capabilities(modes=("append", "replace"), notes="in-process pyarrow.Table")
+
+    def __init__(self, url: str = "memory://", *, options: dict | None = None) -> None:
+        self._pending: list = []
+        self._batches: list = []
+        self.schema = None
+
+    def open(self, schema, *, mode="append", table=None, key=None) -> None:
+        self.schema = schema
+        self._pending = []
+        if mode == "replace":
+            self._batches = []
+
+    def write(self, batch) -> int:
+        rb = batch.to_arrow(copy=True)
+        self._pending.append(rb)
+        return rb.nbytes
+
+    def commit(self) -> None:
+        self._batches.extend(self._pending)
+        self._pending = []
+
+    def abort(self) -> None:
+        self._pending = []
+
+    def table(self):
+        import pyarrow as pa
+
+        if not self._batches:
+            return self.schema.to_arrow().empty_table()
+        return pa.Table.from_batches(self._batches)
+
+    def location(self) -> str:
+        return "memory"
+
+
+class NullDestination(Destination):
+    """Discards everything (measures a source alone)."""
+
+    capabilities = Capabilities(modes=("append", "replace", "merge"), notes="discards rows")
+
+    def __init__(self, url: str = "null://", *, options: dict | None = None) -> None:
+        self.rows = 0
+
+    def open(self, schema, *, mode="append", table=None, key=None) -> None:
+        self.rows = 0
+
+    def write(self, batch) -> int:
+        self.rows += batch.length
+        return 0
+
+    def commit(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def location(self) -> str:
+        return "null"

@@ -1,0 +1,172 @@
+"""Turning a chunk of CSV field spans into typed batch columns (runs in worker threads).
+
+Per column one kernel call converts every row (GIL released). Rows with the wrong field count or
+a value that does not fit are, by policy, an error, or rejected (then the clean rows are parsed
+again: the rare path stays simple and the common path stays a straight run of kernels).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ...errors import ParseError, TypeCoercionError
+from ..base import ParseStats
+
+_local = threading.local()
+
+
+def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
+    s = getattr(_local, "s", None)
+    if s is None or s[0].shape[0] < n:
+        s = (np.zeros(max(n, 1024), dtype=np.uint8), np.empty(max(n, 1024), dtype=np.int64))
+        _local.s = s
+    s[0][:n] = 0
+    return s
+
+
+def _text(raw: bytes, limit: int = 60) -> str:
+    t = raw.decode("utf-8", errors="replace")
+    return t if len(t) <= limit else t[:limit] + "…"
+
+
+def parse_tokens(src, tok, batch, rejects) -> ParseStats:
+    o = src.opts
+    schema = src.schema
+    ncol = len(schema)
+    n = tok.n_rows
+    buf = tok.block.buf
+    base = tok.block.base
+    rf = tok.row_first
+    counts = rf[1:n + 1] - rf[:n]
+    bad = counts != ncol
+    rows, lines, offs = rf[:n], tok.row_line[:n], tok.row_offset[:n]
+    rejected = 0
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        if o.on_error == "fail":
+            i = int(idx[0])
+            raise ParseError(f"expected {ncol} fields, found {int(counts[i])}", path=tok.path,
+                             line=int(lines[i]), offset=base + int(offs[i]))
+        ends = np.empty(n, dtype=np.int64)
+        ends[:-1] = offs[1:]
+        ends[-1] = tok.ends[rf[n] - 1] if rf[n] > 0 else offs[-1]
+        for i in idx:  # only the rejected rows
+            i = int(i)
+            raw = _record_bytes(buf, tok, i, n)
+            rejects.reject(reason=f"expected {ncol} fields, found {int(counts[i])}", line=int(lines[i]),
+                           column=None, offset=base + int(offs[i]), raw=raw, path=tok.path)
+        keep = np.flatnonzero(~bad)
+        rows, lines, offs = rows[keep], lines[keep], offs[keep]
+        rejected += idx.shape[0]
+    m = rows.shape[0]
+    stop = o.on_error == "fail"
+    while True:
+        row_err, slow = _scratch(m)
+        err_col = None
+        for j, f in enumerate(schema):
+            first = _parse_column(src, buf, tok, rows, j, f, batch.columns[j], m, row_err, slow, stop)
+            if first >= 0:
+                if stop:
+                    raise _coercion_error(src, tok, buf, base, rows, lines, first, j, f)
+                if err_col is None:
+                    err_col = np.full(m, -1, dtype=np.int64)
+                err_col[(row_err[:m] != 0) & (err_col < 0)] = j
+        if err_col is None:
+            break
+        bad_rows = np.flatnonzero(err_col >= 0)
+        for r in bad_rows:  # only the rejected rows
+            r = int(r)
+            j = int(err_col[r])
+            e = _coercion_error(src, tok, buf, base, rows, lines, r, j, schema[j])
+            rejects.reject(reason=e.reason, line=e.line, column=e.column, offset=e.offset,
+                           raw=_record_bytes_at(buf, tok, int(rows[r]), int(offs[r])), path=tok.path)
+        rejected += bad_rows.shape[0]
+        keep = np.flatnonzero(err_col < 0)
+        rows, lines, offs = rows[keep], lines[keep], offs[keep]
+        m = rows.shape[0]
+        batch.reset()
+    batch.length = m
+    batch.source_rows = n
+    return ParseStats(rows=m, rejected=rejected, bytes=0)
+
+
+def _record_bytes(buf, tok, i: int, n: int) -> bytes:
+    return _record_bytes_at(buf, tok, int(tok.row_first[i]), int(tok.row_offset[i]))
+
+
+def _record_bytes_at(buf, tok, first_field: int, start: int) -> bytes:
+    """Raw bytes of the record whose first field index is ``first_field`` (without its line end)."""
+    # the record ends where its last field ends (plus a closing quote if quoted)
+    nxt = int(np.searchsorted(tok.row_first[:tok.n_rows + 1], first_field, side="right"))
+    last = int(tok.row_first[nxt]) - 1 if nxt <= tok.n_rows else first_field
+    if last < first_field:
+        return bytes(buf[start:start])
+    end = int(tok.ends[last]) + (1 if tok.flags[last] & 1 else 0)
+    return bytes(buf[start:end])
+
+
+def _coercion_error(src, tok, buf, base, rows, lines, r, j, f) -> TypeCoercionError:
+    fi = int(rows[r]) + j
+    s, e = int(tok.starts[fi]), int(tok.ends[fi])
+    raw = bytes(buf[s:e])
+    t = f.type
+    if t.is_varlen:
+        reason = "invalid UTF-8 in a text value"
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as ue:
+            s += ue.start
+    else:
+        reason = f"cannot read {_text(raw)!r} as {t}"
+        if src.opts.infer_schema and f.name not in src.opts.columns and src.opts.schema is None:
+            reason += (f" (the type was inferred from the first rows; use --column {f.name}:string "
+                       "or --no-infer-schema)")
+    return TypeCoercionError(reason, path=tok.path, line=int(lines[r]), column=f.name, offset=base + s, raw=raw)
+
+
+def _parse_column(src, buf, tok, rows, j, f, col, m, row_err, slow, stop) -> int:
+    """Run the kernel for column ``j``; returns the first error row or -1."""
+    from ...kernels import parse as kp
+
+    t = f.type
+    kind = t.kind
+    st, en, fl = tok.starts, tok.ends, tok.flags
+    qn = src.opts.quoted_null
+    if t.is_varlen:
+        nd, no = src._nulls_string
+        total = kp.string_column_size(buf, st, en, fl, rows, j, m)
+        data = col.reserve_data(int(total))
+        nulls, nerr, first, _ = kp.gather_string_column(buf, st, en, fl, rows, j, m, nd, no, qn, src._q, src._esc,
+                                                        col.offsets, data, col.validity, row_err, stop)
+    else:
+        nd, no = src._nulls_typed
+        if t.is_integer:
+            lo, hi = -(1 << (t.bits - 1)), (1 << (t.bits - 1)) - 1
+            nulls, nerr, first = kp.parse_int_column(buf, st, en, fl, rows, j, m, nd, no, qn, lo, hi, col.values,
+                                                     col.validity, row_err, stop)
+        elif t.is_float:
+            nulls, nerr, first, nslow = kp.parse_float_column(buf, st, en, fl, rows, j, m, nd, no, qn, col.values,
+                                                              col.validity, slow, row_err, stop)
+            if nslow:
+                kp.fill_slow_floats(buf, st, en, rows, j, slow, nslow, col.values)
+        elif kind == "bool":
+            nulls, nerr, first = kp.parse_bool_column(buf, st, en, fl, rows, j, m, nd, no, qn, col.values,
+                                                      col.validity, row_err, stop)
+        elif kind == "date":
+            nulls, nerr, first = kp.parse_date_column(buf, st, en, fl, rows, j, m, nd, no, qn, col.values,
+                                                      col.validity, row_err, stop)
+        elif kind == "timestamp":
+            nulls, nerr, first = kp.parse_timestamp_column(buf, st, en, fl, rows, j, m, nd, no, qn, t.tz is not None,
+                                                           col.values, col.validity, row_err, stop)
+        elif kind == "decimal":
+            nulls, nerr, first, nslow = kp.parse_decimal_column(buf, st, en, fl, rows, j, m, nd, no, qn, t.precision,
+                                                                t.scale, col.values, col.validity, slow, row_err,
+                                                                stop)
+            if nslow:
+                kp.fill_slow_decimals(buf, st, en, rows, j, slow, nslow, t.scale, col.values)
+        else:  # pragma: no cover - every kind is handled above
+            raise AssertionError(kind)
+    col.null_count = int(nulls)
+    return int(first)

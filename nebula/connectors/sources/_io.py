@@ -1,0 +1,72 @@
+"""Opening input files, transparently decompressing .gz, .zst, .lz4 and .bz2 as a stream."""
+
+from __future__ import annotations
+
+import io
+import os
+
+COMPRESSED = (".gz", ".zst", ".zstd", ".lz4", ".bz2")
+
+
+def compression_of(path: str) -> str | None:
+    p = path.lower()
+    for ext, name in ((".gz", "gzip"), (".zst", "zstd"), (".zstd", "zstd"), (".lz4", "lz4"), (".bz2", "bz2")):
+        if p.endswith(ext):
+            return name
+    return None
+
+
+class _Guard(io.RawIOBase):
+    """Turns a decompressor's own exceptions into OSError-free ValueError-free EOFError for the reader."""
+
+    def __init__(self, inner, name: str) -> None:
+        self._inner = inner
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        try:
+            return self._inner.readinto(b)
+        except (EOFError, OSError) as e:
+            if isinstance(e, OSError) and e.errno is not None:
+                raise
+            raise EOFError(f"{self.name}: compressed data is corrupt or truncated ({e})") from e
+        except Exception as e:  # zstandard.ZstdError, lz4 RuntimeError
+            raise EOFError(f"{self.name}: compressed data is corrupt or truncated ({e})") from e
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            super().close()
+
+
+def open_input(path: str):
+    """A binary file object with ``readinto`` for ``path`` (decompressing by extension)."""
+    kind = compression_of(path)
+    if kind is None:
+        return open(path, "rb", buffering=0)  # noqa: SIM115
+    raw = open(path, "rb")  # noqa: SIM115
+    try:
+        if kind == "gzip":
+            import gzip
+
+            inner = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif kind == "zstd":
+            import zstandard
+
+            inner = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+        elif kind == "lz4":
+            import lz4.frame
+
+            inner = lz4.frame.LZ4FrameFile(raw, mode="rb")
+        else:
+            import bz2
+
+            inner = bz2.BZ2File(raw, mode="rb")
+    except Exception:
+        raw.close()
+        raise
+    return _Guard(inner, os.fspath(path))

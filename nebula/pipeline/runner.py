@@ -1,0 +1,238 @@
+"""Running one pipeline: reader thread -> parse workers -> writer, with bounded queues and pools.
+
+- The reader thread pulls raw chunks from ``source.read()`` into a bounded queue.
+- Each worker first borrows a batch from the pool, then takes the next chunk, so a chunk is only ever
+  taken by a worker that already holds a batch (no deadlock however the pool is sized), and the pool
+  bounds how far parsing can run ahead of writing.
+- The calling thread is the writer: it writes batches in input order, returns them to the pool, and
+  on success commits. Ctrl-C (KeyboardInterrupt) or any error stops every thread, aborts the
+  destination (nothing half-written stays visible) and re-raises.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from ..errors import Interrupted, NebulaError, TooManyRejected
+from ..pool import BatchPool, PoolClosed
+
+_END = object()
+
+
+@dataclass
+class StageMetrics:
+    """Counters of one stage; they add up into the run summary."""
+
+    rows: int = 0
+    rejected: int = 0
+    bytes: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+    def __add__(self, other: StageMetrics) -> StageMetrics:
+        return StageMetrics(self.rows + other.rows, self.rejected + other.rejected, self.bytes + other.bytes,
+                            self.batches + other.batches, self.seconds + other.seconds)
+
+
+@dataclass
+class RunResult:
+    """The summary of a run (also printed by the CLI and rendered in notebooks)."""
+
+    name: str
+    source: str
+    destination: str
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    status: str = "ok"
+    run_id: str = ""
+    dead_letter: str | None = None
+    schema: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    bytes_per_record: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rows_per_second"] = round(self.rows_per_second, 1)
+        d["seconds"] = round(self.seconds, 4)
+        return d
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>"
+                       for k, v in self.to_dict().items() if k not in ("schema", "warnings"))
+        return f"<table><caption>nebula run {self.name}</caption>{rows}</table>"
+
+
+class _Failure:
+    def __init__(self) -> None:
+        self.exc: BaseException | None = None
+        self.event = threading.Event()
+
+    def set(self, exc: BaseException) -> None:
+        if self.exc is None:
+            self.exc = exc
+        self.event.set()
+
+
+def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 2, batch_rows: int = 65536,
+                 mode: str = "append", table: str | None = None, key: list[str] | None = None,
+                 rejects=None, max_rejected: int | None = None, progress=None,
+                 source_label: str = "", dest_label: str = "") -> RunResult:
+    """Move everything from an opened ``source`` into ``destination``; returns the :class:`RunResult`.
+
+    ``rejects`` is a :class:`~nebula.pipeline.deadletter.Rejects` (counts and stores rejected rows).
+    """
+    from .deadletter import Rejects
+
+    t0 = time.perf_counter()
+    rejects = rejects or Rejects(policy="fail")
+    schema = source.schema
+    threads = max(1, int(threads))
+    pool = BatchPool(schema, batch_rows, threads + 2)
+    work: queue.Queue = queue.Queue(maxsize=threads + 1)
+    done: dict[int, tuple] = {}
+    done_cv = threading.Condition()
+    fail = _Failure()
+    stop = threading.Event()
+    read_metrics = StageMetrics()
+    result = RunResult(name=name, source=source_label, destination=dest_label, run_id=uuid.uuid4().hex[:12],
+                       schema=schema.to_dict(), warnings=list(getattr(source, "warnings", [])))
+    bpr_rows = 0
+    bpr_bytes = 0
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                work.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        seq = 0
+        try:
+            for chunk in source.read():
+                if not put((seq, chunk)):
+                    source.release(chunk)
+                    return
+                seq += 1
+        except BaseException as e:  # noqa: BLE001 - handed to the writer thread
+            fail.set(e)
+        finally:
+            for _ in range(threads):
+                if not put(_END):
+                    break
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                batch = pool.acquire()
+            except PoolClosed:
+                return
+            item = None
+            while not stop.is_set():
+                try:
+                    item = work.get(timeout=0.1)
+                    break
+                except queue.Empty:
+                    continue
+            if item is None or item is _END:
+                pool.release(batch)
+                return
+            seq, chunk = item
+            try:
+                stats = source.parse(chunk, batch, rejects)
+            except BaseException as e:  # noqa: BLE001
+                pool.release(batch)
+                fail.set(e)
+                stop.set()
+                return
+            finally:
+                source.release(chunk)
+            with done_cv:
+                done[seq] = (batch, stats)
+                done_cv.notify_all()
+
+    ths = [threading.Thread(target=reader, name="nebula-reader", daemon=True)]
+    ths += [threading.Thread(target=worker, name=f"nebula-parse-{i}", daemon=True) for i in range(threads)]
+    destination.open(schema, mode=mode, table=table, key=key)
+    committed = False
+    try:
+        for t in ths:
+            t.start()
+        nxt = 0
+        while True:
+            with done_cv:
+                while nxt not in done:
+                    if fail.event.is_set():
+                        raise fail.exc
+                    if not any(t.is_alive() for t in ths[1:]) and nxt not in done:
+                        break
+                    done_cv.wait(0.1)
+                item = done.pop(nxt, None)
+            if item is None:
+                if fail.exc is not None:
+                    raise fail.exc
+                break
+            batch, stats = item
+            try:
+                read_metrics.rows += stats.rows + stats.rejected
+                read_metrics.rejected += stats.rejected
+                read_metrics.batches += 1
+                if batch.length:
+                    nb = batch.nbytes
+                    bpr_rows += batch.length
+                    bpr_bytes += nb
+                    result.bytes_written += destination.write(batch) or 0
+                    result.rows_written += batch.length
+            finally:
+                pool.release(batch)
+            if max_rejected is not None and rejects.count > max_rejected:
+                raise TooManyRejected(f"{rejects.count} rows rejected, more than --max-rejected {max_rejected}")
+            if progress is not None:
+                progress.update(rows=result.rows_written, rejected=rejects.count,
+                                bytes=getattr(source, "bytes_read", 0))
+            nxt += 1
+        if fail.exc is not None:
+            raise fail.exc
+        rejects.flush()
+        destination.commit()
+        committed = True
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted; nothing was committed") from None
+    finally:
+        stop.set()
+        pool.close()
+        for t in ths:
+            t.join(timeout=5)
+        if not committed:
+            try:
+                destination.abort()
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+        try:
+            destination.close()
+        except NebulaError:
+            if committed:
+                raise
+        if progress is not None:
+            progress.close()
+    result.rows_read = read_metrics.rows
+    result.rows_rejected = rejects.count
+    result.bytes_read = int(getattr(source, "bytes_read", 0) or 0)
+    result.seconds = time.perf_counter() - t0
+    result.dead_letter = rejects.location
+    result.bytes_per_record = round(bpr_bytes / bpr_rows, 2) if bpr_rows else 0.0
+    return result
