@@ -1,0 +1,917 @@
+"""Typed value parsing from tokenized CSV fields.
+
+Every column kernel reads field ``row_first[r] + col`` of rows ``0..n-1``, whose bytes are
+``buf[starts[i]:ends[i]]`` (quotes already stripped), and writes into preallocated outputs (see
+:mod:`nebula.batch` for the layout). ``flags`` bit 0 marks a quoted field, bit 1 a field holding escapes.
+
+Nulls: a field is null when it is unquoted (or ``quoted_null``) and equals one marker of
+``null_data[null_offsets[k]:null_offsets[k + 1]]`` exactly.
+
+Errors never raise: a value that does not parse or does not fit makes the kernel return at once when
+``stop_at_first``; otherwise it sets ``row_err[r] = 1``, leaves the validity bit unset, and goes on.
+Every kernel returns ``(null_count, n_errors, first_err_row, ...)``; ``null_count`` counts the rows
+whose validity bit is unset (null markers and errors), ``first_err_row`` is -1 when there was none.
+Only argument errors (outputs too short for ``n`` rows) raise ``ValueError``.
+
+Escapes inside a non-string field are not undone, so such a field is parsed as written (and a
+doubled quote never forms a number, date or boolean).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+import numpy as np
+from numba import njit
+
+T_INT, T_FLOAT, T_BOOL, T_DATE, T_TS, T_TSTZ = 1, 2, 4, 8, 16, 32
+T_ALL = 63
+
+_I64_MAX = 9223372036854775807
+_I64_MIN = -9223372036854775808
+_TWO53 = 9007199254740992
+_POW10 = np.array([10.0 ** k for k in range(23)], dtype=np.float64)  # all exact doubles
+_US_PER_DAY = 86400000000
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+@njit(nogil=True, cache=True)
+def _check_args(n, row_first, row_err, out_validity):
+    if n < 0 or row_first.shape[0] < n or row_err.shape[0] < n or out_validity.shape[0] * 8 < n:
+        raise ValueError("parse kernel: an output or row_first is shorter than n rows")
+
+
+@njit(inline="always")
+def _set_bit(bitmap, r):
+    bitmap[r >> 3] |= np.uint8(1 << (r & 7))
+
+
+@njit(inline="always")
+def _field(buf, starts, ends, row_first, col, r):
+    """Field index and span of column ``col`` in row ``r``; ``i < 0`` when out of bounds."""
+    i = row_first[r] + col
+    if i < 0 or i >= starts.shape[0] or i >= ends.shape[0]:
+        return -1, 0, 0
+    s = starts[i]
+    e = ends[i]
+    if s < 0 or e < s or e > buf.shape[0]:
+        return -1, 0, 0
+    return i, s, e
+
+
+@njit(inline="always")
+def _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null):
+    if (fl & 1) != 0 and not quoted_null:
+        return False
+    ln = e - s
+    for k in range(null_offsets.shape[0] - 1):
+        a = null_offsets[k]
+        if null_offsets[k + 1] - a != ln:
+            continue
+        same = True
+        for t in range(ln):
+            if buf[s + t] != null_data[a + t]:
+                same = False
+                break
+        if same:
+            return True
+    return False
+
+
+@njit(inline="always")
+def _digit(buf, p):
+    """The digit value of ``buf[p]``, or -1."""
+    d = np.int64(buf[p]) - 48
+    return d if 0 <= d <= 9 else -1
+
+
+@njit(inline="always")
+def _lower_is(buf, p, letter):
+    return (np.int64(buf[p]) | 0x20) == letter
+
+
+@njit(inline="always")
+def _two_digits(buf, p):
+    a = _digit(buf, p)
+    b = _digit(buf, p + 1)
+    if a < 0 or b < 0:
+        return -1
+    return a * 10 + b
+
+
+# -- integers ------------------------------------------------------------------------------------
+@njit(nogil=True, cache=True)
+def _parse_int_span(buf, s, e, lo, hi):
+    """``(ok, value)`` for ``[+-]digits`` within ``lo..hi``; never overflows int64."""
+    if s >= e:
+        return False, 0
+    neg = buf[s] == 45
+    p = s + 1 if (neg or buf[s] == 43) else s
+    if p >= e:
+        return False, 0
+    v = 0  # accumulated as a negative number, so int64 min is reachable
+    for q in range(p, e):
+        d = _digit(buf, q)
+        if d < 0:
+            return False, 0
+        if v < -922337203685477580 or (v == -922337203685477580 and d > 8):
+            return False, 0
+        v = v * 10 - d
+    if not neg:
+        if v == _I64_MIN:
+            return False, 0
+        v = -v
+    if v < lo or v > hi:
+        return False, 0
+    return True, v
+
+
+@njit(nogil=True, cache=True)
+def parse_int_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
+                     lo, hi, out_values, out_validity, row_err, stop_at_first):
+    """Integers ``[+-]digits`` into ``out_values`` (int8..int64), rejecting values outside ``lo..hi``.
+
+    Returns ``(null_count, n_errors, first_err_row)``.
+    """
+    _check_args(n, row_first, row_err, out_validity)
+    if out_values.shape[0] < n:
+        raise ValueError("parse kernel: out_values is shorter than n rows")
+    nulls = 0
+    nerr = 0
+    first = -1
+    for r in range(n):
+        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        out_values[r] = 0
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+            nulls += 1
+            continue
+        ok = False
+        v = 0
+        if i >= 0:
+            ok, v = _parse_int_span(buf, s, e, lo, hi)
+        if ok:
+            out_values[r] = v
+            _set_bit(out_validity, r)
+            continue
+        row_err[r] = 1
+        nerr += 1
+        nulls += 1
+        if first < 0:
+            first = r
+        if stop_at_first:
+            return nulls, nerr, first
+    return nulls, nerr, first
+
+
+# -- floats --------------------------------------------------------------------------------------
+@njit(nogil=True, cache=True)
+def _parse_special(buf, p, e, neg):
+    """``nan``, ``inf``, ``infinity`` (any case) at ``buf[p:e]``: ``(status, value)``."""
+    ln = e - p
+    if ln == 3 and _lower_is(buf, p, 110) and _lower_is(buf, p + 1, 97) and _lower_is(buf, p + 2, 110):
+        return 1, -np.nan if neg else np.nan
+    if ln != 3 and ln != 8:
+        return 0, 0.0
+    if not (_lower_is(buf, p, 105) and _lower_is(buf, p + 1, 110) and _lower_is(buf, p + 2, 102)):
+        return 0, 0.0
+    if ln == 8:
+        for q, c in enumerate((105, 110, 105, 116, 121)):  # "inity"
+            if not _lower_is(buf, p + 3 + q, c):
+                return 0, 0.0
+    return 1, -np.inf if neg else np.inf
+
+
+@njit(nogil=True, cache=True)
+def _parse_float_span(buf, s, e):
+    """``(status, value)``: 0 invalid, 1 exact double in ``value``, 2 valid but needs the slow path.
+
+    Grammar ``[+-](digits[.digits]|.digits)[(e|E)[+-]digits]`` or ``[+-](nan|inf|infinity)``.
+    Status 1 uses Clinger's fast path: a mantissa of at most 2**53 times an exact power of ten.
+    """
+    if s >= e:
+        return 0, 0.0
+    neg = buf[s] == 45
+    p = s + 1 if (neg or buf[s] == 43) else s
+    if p >= e:
+        return 0, 0.0
+    if _lower_is(buf, p, 110) or _lower_is(buf, p, 105):
+        return _parse_special(buf, p, e, neg)
+    w = 0
+    nd = 0
+    exp10 = 0
+    inexact = False
+    ndigits = 0
+    while p < e:
+        d = _digit(buf, p)
+        if d < 0:
+            break
+        ndigits += 1
+        if nd < 18:
+            w = w * 10 + d
+            nd += 1 if w != 0 else 0
+        else:
+            exp10 += 1
+            inexact = inexact or d != 0
+        p += 1
+    if p < e and buf[p] == 46:
+        p += 1
+        while p < e:
+            d = _digit(buf, p)
+            if d < 0:
+                break
+            ndigits += 1
+            if nd < 18:
+                w = w * 10 + d
+                nd += 1 if w != 0 else 0
+                exp10 -= 1
+            else:
+                inexact = inexact or d != 0
+            p += 1
+    if ndigits == 0:
+        return 0, 0.0
+    if p < e and _lower_is(buf, p, 101):
+        p += 1
+        eneg = p < e and buf[p] == 45
+        if p < e and (buf[p] == 45 or buf[p] == 43):
+            p += 1
+        ev = 0
+        ed = 0
+        while p < e:
+            d = _digit(buf, p)
+            if d < 0:
+                break
+            if ev < 100000000:
+                ev = ev * 10 + d
+            ed += 1
+            p += 1
+        if ed == 0:
+            return 0, 0.0
+        exp10 += -ev if eneg else ev
+    if p != e:
+        return 0, 0.0
+    if w == 0:
+        return 1, -0.0 if neg else 0.0
+    if inexact:
+        return 2, 0.0
+    if w > _TWO53:
+        while w % 10 == 0:
+            w //= 10
+            exp10 += 1
+        if w > _TWO53:
+            return 2, 0.0
+    if 22 < exp10 <= 22 + 15:
+        while exp10 > 22 and w * 10 <= _TWO53:
+            w *= 10
+            exp10 -= 1
+    if exp10 < -22 or exp10 > 22:
+        return 2, 0.0
+    v = np.float64(w) * _POW10[exp10] if exp10 >= 0 else np.float64(w) / _POW10[-exp10]
+    return 1, -v if neg else v
+
+
+@njit(inline="always")
+def _is_f32_midpoint(v):
+    """True when double ``v`` (normal float32 range) lies exactly halfway between two float32."""
+    m, _ = math.frexp(v)
+    t = abs(m) * 33554432.0  # 2**25: the bit just below float32's 24-bit significand
+    return t == math.floor(t) and (np.int64(t) & 1) == 1
+
+
+@njit(nogil=True, cache=True)
+def parse_float_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
+                       out_values, out_validity, slow_rows, row_err, stop_at_first):
+    """Floats into ``out_values`` (float32 or float64), correctly rounded.
+
+    Values outside the exact fast path are valid but left for :func:`fill_slow_floats`: their row goes
+    to ``slow_rows[:n_slow]`` and their validity bit is set. Returns
+    ``(null_count, n_errors, first_err_row, n_slow)``.
+    """
+    _check_args(n, row_first, row_err, out_validity)
+    if out_values.shape[0] < n or slow_rows.shape[0] < n:
+        raise ValueError("parse kernel: out_values or slow_rows is shorter than n rows")
+    f32 = out_values.itemsize == 4
+    nulls = 0
+    nerr = 0
+    first = -1
+    nslow = 0
+    for r in range(n):
+        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        out_values[r] = 0
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+            nulls += 1
+            continue
+        st = 0
+        v = 0.0
+        if i >= 0:
+            st, v = _parse_float_span(buf, s, e)
+        if st == 1 and f32 and v == v and abs(v) != np.inf and _is_f32_midpoint(v):
+            st = 2
+        if st == 1:
+            out_values[r] = v
+            _set_bit(out_validity, r)
+            continue
+        if st == 2:
+            slow_rows[nslow] = r
+            nslow += 1
+            _set_bit(out_validity, r)
+            continue
+        row_err[r] = 1
+        nerr += 1
+        nulls += 1
+        if first < 0:
+            first = r
+        if stop_at_first:
+            return nulls, nerr, first, nslow
+    return nulls, nerr, first, nslow
+
+
+def _round_float32(text: str) -> np.float32:
+    """Correctly rounded float32 of a decimal string (no double rounding)."""
+    d = float(text)
+    with np.errstate(over="ignore"):
+        f = np.float32(d)
+    if not math.isfinite(d) or d == 0.0 or float(f) == d:
+        return f
+    fv = float(f) if np.isfinite(f) else math.copysign(2.0 ** 128, d)
+    g = np.nextafter(f, np.float32(math.copysign(np.inf, d - fv)))
+    gv = float(g) if np.isfinite(g) else math.copysign(2.0 ** 128, d)
+    if (fv + gv) / 2 != d:
+        return f  # not a float32 midpoint: rounding through the double was exact enough
+    x = Fraction(text)
+    df, dg = abs(x - Fraction(fv)), abs(x - Fraction(gv))
+    if df != dg:
+        return f if df < dg else g
+    return f if int(np.array(f).view(np.uint32)) & 1 == 0 else g
+
+
+def fill_slow_floats(buf, starts, ends, row_first, col, slow_rows, n_slow, out_values) -> None:
+    """Fill the rows :func:`parse_float_column` left in ``slow_rows[:n_slow]`` using Python's parser."""
+    f32 = out_values.dtype == np.float32
+    for k in range(n_slow):
+        r = int(slow_rows[k])
+        i = int(row_first[r]) + col
+        text = bytes(buf[starts[i]:ends[i]]).decode("ascii")
+        out_values[r] = _round_float32(text) if f32 else float(text)
+
+
+# -- booleans ------------------------------------------------------------------------------------
+@njit(nogil=True, cache=True)
+def _word_is(buf, s, e, w0, w1, w2, w3, w4):
+    """``buf[s:e]`` equals the lowercase word of up to 5 letters (0-padded), ignoring ASCII case."""
+    ln = e - s
+    for q, c in enumerate((w0, w1, w2, w3, w4)):
+        if q >= ln:
+            return c == 0
+        if c == 0 or not _lower_is(buf, s + q, c):
+            return False
+    return ln == 5
+
+
+@njit(nogil=True, cache=True)
+def _parse_bool_span(buf, s, e, words_only):
+    """``(ok, value)``; ``words_only`` accepts just true/false (used by inference)."""
+    ln = e - s
+    if ln == 4 and _word_is(buf, s, e, 116, 114, 117, 101, 0):
+        return True, True
+    if ln == 5 and _word_is(buf, s, e, 102, 97, 108, 115, 101):
+        return True, False
+    if words_only or ln == 0 or ln > 3:
+        return False, False
+    if ln == 1:
+        c = np.int64(buf[s])
+        if c == 49 or (c | 0x20) == 116 or (c | 0x20) == 121:
+            return True, True
+        if c == 48 or (c | 0x20) == 102 or (c | 0x20) == 110:
+            return True, False
+        return False, False
+    if _word_is(buf, s, e, 121, 101, 115, 0, 0):
+        return True, True
+    if _word_is(buf, s, e, 110, 111, 0, 0, 0):
+        return True, False
+    return False, False
+
+
+@njit(nogil=True, cache=True)
+def parse_bool_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
+                      out_values, out_validity, row_err, stop_at_first):
+    """Booleans (true/t/yes/y/1, false/f/no/n/0, any case) into the ``out_values`` bitmap.
+
+    ``out_values`` must be zeroed by the caller. Returns ``(null_count, n_errors, first_err_row)``.
+    """
+    _check_args(n, row_first, row_err, out_validity)
+    if out_values.shape[0] * 8 < n:
+        raise ValueError("parse kernel: out_values is shorter than n rows")
+    nulls = 0
+    nerr = 0
+    first = -1
+    for r in range(n):
+        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+            nulls += 1
+            continue
+        ok = False
+        v = False
+        if i >= 0:
+            ok, v = _parse_bool_span(buf, s, e, False)
+        if ok:
+            if v:
+                _set_bit(out_values, r)
+            _set_bit(out_validity, r)
+            continue
+        row_err[r] = 1
+        nerr += 1
+        nulls += 1
+        if first < 0:
+            first = r
+        if stop_at_first:
+            return nulls, nerr, first
+    return nulls, nerr, first
+
+
+# -- dates and timestamps ------------------------------------------------------------------------
+@njit(inline="always")
+def _days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a proleptic Gregorian date (eras of 400 years, March-based years)."""
+    y -= 1 if m <= 2 else 0
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(inline="always")
+def _days_in_month(y, m):
+    if m == 2:
+        return 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28
+    return 30 if (m == 4 or m == 6 or m == 9 or m == 11) else 31
+
+
+@njit(nogil=True, cache=True)
+def _parse_date_at(buf, s, e):
+    """``(ok, days)`` for ``YYYY-MM-DD`` at ``buf[s:s+10]`` (``e`` bounds the read)."""
+    if e - s < 10 or buf[s + 4] != 45 or buf[s + 7] != 45:
+        return False, 0
+    a = _two_digits(buf, s)
+    b = _two_digits(buf, s + 2)
+    m = _two_digits(buf, s + 5)
+    d = _two_digits(buf, s + 8)
+    if a < 0 or b < 0 or m < 1 or m > 12 or d < 1:
+        return False, 0
+    y = a * 100 + b
+    if y < 1 or d > _days_in_month(y, m):
+        return False, 0
+    return True, _days_from_civil(y, m, d)
+
+
+@njit(nogil=True, cache=True)
+def _parse_ts_span(buf, s, e):
+    """``(ok, micros_utc, has_offset)`` for ``date[(T| )HH:MM[:SS[.f{1,9}]][Z|±HH[[:]MM]]]``."""
+    ok, days = _parse_date_at(buf, s, e)
+    if not ok:
+        return False, 0, False
+    us = days * _US_PER_DAY
+    p = s + 10
+    if p == e:
+        return True, us, False
+    if (buf[p] != 84 and buf[p] != 32) or e - p < 6 or buf[p + 3] != 58:
+        return False, 0, False
+    hh = _two_digits(buf, p + 1)
+    mi = _two_digits(buf, p + 4)
+    if hh < 0 or hh > 23 or mi < 0 or mi > 59:
+        return False, 0, False
+    sec = 0
+    frac = 0
+    p += 6
+    if p < e and buf[p] == 58:
+        if e - p < 3:
+            return False, 0, False
+        sec = _two_digits(buf, p + 1)
+        if sec < 0 or sec > 59:
+            return False, 0, False
+        p += 3
+        if p < e and buf[p] == 46:
+            p += 1
+            nf = 0
+            while p < e:
+                d = _digit(buf, p)
+                if d < 0:
+                    break
+                nf += 1
+                if nf > 9 or (nf > 6 and d != 0):
+                    return False, 0, False
+                if nf <= 6:
+                    frac = frac * 10 + d
+                p += 1
+            if nf == 0:
+                return False, 0, False
+            for _ in range(nf, 6):
+                frac *= 10
+    us += (hh * 3600 + mi * 60 + sec) * 1000000 + frac
+    if p == e:
+        return True, us, False
+    if buf[p] == 90 and p + 1 == e:
+        return True, us, True
+    if buf[p] != 43 and buf[p] != 45:
+        return False, 0, False
+    sign = -1 if buf[p] == 45 else 1
+    ln = e - p - 1
+    if ln != 2 and ln != 4 and not (ln == 5 and buf[p + 3] == 58):
+        return False, 0, False
+    oh = _two_digits(buf, p + 1)
+    om = 0 if ln == 2 else _two_digits(buf, p + ln - 1)
+    if oh < 0 or oh > 23 or om < 0 or om > 59:
+        return False, 0, False
+    return True, us - sign * (oh * 3600 + om * 60) * 1000000, True
+
+
+@njit(nogil=True, cache=True)
+def parse_date_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
+                      out_values, out_validity, row_err, stop_at_first):
+    """``YYYY-MM-DD`` (years 0001..9999) into int32 days since 1970-01-01.
+
+    Returns ``(null_count, n_errors, first_err_row)``.
+    """
+    _check_args(n, row_first, row_err, out_validity)
+    if out_values.shape[0] < n:
+        raise ValueError("parse kernel: out_values is shorter than n rows")
+    nulls = 0
+    nerr = 0
+    first = -1
+    for r in range(n):
+        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        out_values[r] = 0
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+            nulls += 1
+            continue
+        ok = False
+        v = 0
+        if i >= 0 and e - s == 10:
+            ok, v = _parse_date_at(buf, s, e)
+        if ok:
+            out_values[r] = v
+            _set_bit(out_validity, r)
+            continue
+        row_err[r] = 1
+        nerr += 1
+        nulls += 1
+        if first < 0:
+            first = r
+        if stop_at_first:
+            return nulls, nerr, first
+    return nulls, nerr, first
+
+
+@njit(nogil=True, cache=True)
+def parse_timestamp_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets,
+                           quoted_null, want_tz, out_values, out_validity, row_err, stop_at_first):
+    """ISO-8601 timestamps into int64 µs since the epoch (UTC; an offset is subtracted).
+
+    ``want_tz`` False (naive column) rejects values carrying ``Z`` or an offset; True takes values
+    without one as UTC. Fraction digits past the sixth must be zeros. Returns
+    ``(null_count, n_errors, first_err_row)``.
+    """
+    _check_args(n, row_first, row_err, out_validity)
+    if out_values.shape[0] < n:
+        raise ValueError("parse kernel: out_values is shorter than n rows")
+    nulls = 0
+    nerr = 0
+    first = -1
+    for r in range(n):
+        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        out_values[r] = 0
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+            nulls += 1
+            continue
+        ok = False
+        v = 0
+        tz = False
+        if i >= 0:
+            ok, v, tz = _parse_ts_span(buf, s, e)
+        if ok and (want_tz or not tz):
+            out_values[r] = v
+            _set_bit(out_validity, r)
+            continue
+        row_err[r] = 1
+        nerr += 1
+        nulls += 1
+        if first < 0:
+            first = r
+        if stop_at_first:
+            return nulls, nerr, first
+    return nulls, nerr, first
+
+
+# -- decimals ------------------------------------------------------------------------------------
+@njit(nogil=True, cache=True)
+def _parse_decimal_span(buf, s, e, precision, scale):
+    """``(status, unscaled)``: 0 invalid or does not fit ``decimal(precision, scale)``, 1 value in
+    ``unscaled``, 2 valid but its unscaled value exceeds int64 (left for the slow path).
+
+    Grammar ``[+-](digits[.digits]|.digits)[(e|E)[+-]digits]``. Trailing zeros are stripped while
+    reading, so the value is ``w * 10**k`` with ``w`` free of trailing zeros: ``k < 0`` then means
+    nonzero digits past the scale.
+    """
+    if s >= e:
+        return 0, 0
+    neg = buf[s] == 45
+    p = s + 1 if (neg or buf[s] == 43) else s
+    w = 0
+    big = False
+    nsig = 0  # digits from the first to the last nonzero digit
+    pend = 0  # zeros seen after the last nonzero digit
+    nfrac = 0
+    ndigits = 0
+    frac = False
+    while p < e:
+        d = _digit(buf, p)
+        if d < 0:
+            if buf[p] == 46 and not frac:
+                frac = True
+                p += 1
+                continue
+            break
+        ndigits += 1
+        nfrac += 1 if frac else 0
+        if d == 0:
+            pend += 1 if nsig > 0 else 0
+        else:
+            nsig += pend + 1
+            for _ in range(pend):
+                if big or w > _I64_MAX // 10:
+                    big = True
+                    break
+                w *= 10
+            if big or w > (_I64_MAX - d) // 10:
+                big = True
+            else:
+                w = w * 10 + d
+            pend = 0
+        p += 1
+    if ndigits == 0:
+        return 0, 0
+    exp = 0
+    if p < e and _lower_is(buf, p, 101):
+        p += 1
+        eneg = p < e and buf[p] == 45
+        if p < e and (buf[p] == 45 or buf[p] == 43):
+            p += 1
+        ed = 0
+        while p < e:
+            d = _digit(buf, p)
+            if d < 0:
+                break
+            if exp < 100000000:
+                exp = exp * 10 + d
+            ed += 1
+            p += 1
+        if ed == 0:
+            return 0, 0
+        exp = -exp if eneg else exp
+    if p != e:
+        return 0, 0
+    if nsig == 0:
+        return 1, 0
+    k = pend + exp - nfrac + scale
+    if k < 0 or nsig + k > precision:
+        return 0, 0
+    if big:
+        return 2, 0
+    for _ in range(k):
+        if w > _I64_MAX // 10:
+            return 2, 0
+        w *= 10
+    return 1, -w if neg else w
+
+
+@njit(nogil=True, cache=True)
+def parse_decimal_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
+                         precision, scale, out_values, out_validity, slow_rows, row_err, stop_at_first):
+    """Decimals into ``out_values`` ``(cap, 2)`` int64: lo and hi words of the 128-bit unscaled value.
+
+    Digits past ``scale`` must be zeros; integer digits plus ``scale`` must fit ``precision``. Valid
+    values beyond int64 go to ``slow_rows[:n_slow]`` (validity set) for :func:`fill_slow_decimals`.
+    Returns ``(null_count, n_errors, first_err_row, n_slow)``.
+    """
+    _check_args(n, row_first, row_err, out_validity)
+    if out_values.shape[0] < n or slow_rows.shape[0] < n:
+        raise ValueError("parse kernel: out_values or slow_rows is shorter than n rows")
+    nulls = 0
+    nerr = 0
+    first = -1
+    nslow = 0
+    for r in range(n):
+        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        out_values[r, 0] = 0
+        out_values[r, 1] = 0
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+            nulls += 1
+            continue
+        st = 0
+        v = 0
+        if i >= 0:
+            st, v = _parse_decimal_span(buf, s, e, precision, scale)
+        if st == 1:
+            out_values[r, 0] = v
+            out_values[r, 1] = -1 if v < 0 else 0
+            _set_bit(out_validity, r)
+            continue
+        if st == 2:
+            slow_rows[nslow] = r
+            nslow += 1
+            _set_bit(out_validity, r)
+            continue
+        row_err[r] = 1
+        nerr += 1
+        nulls += 1
+        if first < 0:
+            first = r
+        if stop_at_first:
+            return nulls, nerr, first, nslow
+    return nulls, nerr, first, nslow
+
+
+_DECIMAL_TEXT = re.compile(rb"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?)([0-9]+))?")
+
+
+def _unscaled(text: bytes, scale: int) -> int:
+    """The exact unscaled integer of a decimal string the kernel already validated."""
+    m = _DECIMAL_TEXT.fullmatch(text)
+    sign, ipart, fpart, esign, edigits = m.groups()
+    fpart = fpart or b""
+    digits = (ipart + fpart).lstrip(b"0")
+    stripped = digits.rstrip(b"0")
+    exp = int(edigits.lstrip(b"0") or b"0") if edigits else 0
+    k = (-exp if esign == b"-" else exp) - len(fpart) + (len(digits) - len(stripped)) + scale
+    value = int(stripped or b"0") * 10 ** k if stripped else 0  # k >= 0 for validated values
+    return -value if sign == b"-" else value
+
+
+def fill_slow_decimals(buf, starts, ends, row_first, col, slow_rows, n_slow, scale, out_values) -> None:
+    """Fill the rows :func:`parse_decimal_column` left in ``slow_rows[:n_slow]`` (exact Python ints)."""
+    for k in range(n_slow):
+        r = int(slow_rows[k])
+        i = int(row_first[r]) + col
+        u = _unscaled(bytes(buf[starts[i]:ends[i]]), scale) & ((1 << 128) - 1)
+        lo, hi = u & ((1 << 64) - 1), u >> 64
+        out_values[r, 0] = lo - (1 << 64) if lo >> 63 else lo
+        out_values[r, 1] = hi - (1 << 64) if hi >> 63 else hi
+
+
+# -- strings -------------------------------------------------------------------------------------
+@njit(nogil=True, cache=True)
+def string_column_size(buf, starts, ends, flags, row_first, col, n):
+    """Upper bound of the bytes :func:`gather_string_column` writes for rows ``0..n-1``."""
+    total = 0
+    for r in range(n):
+        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        if i >= 0:
+            total += e - s
+    return total
+
+
+@njit(nogil=True, cache=True)
+def _utf8_valid(data, s, e):
+    """Strict UTF-8 (no overlongs, surrogates, or code points past U+10FFFF) of ``data[s:e]``."""
+    p = s
+    while p < e:
+        if p + 8 <= e and ((data[p] | data[p + 1] | data[p + 2] | data[p + 3] | data[p + 4] | data[p + 5]
+                            | data[p + 6] | data[p + 7]) & 0x80) == 0:
+            p += 8
+            continue
+        c = np.int64(data[p])
+        if c < 0x80:
+            p += 1
+            continue
+        if c < 0xC2:
+            return False
+        need = 1 if c < 0xE0 else (2 if c < 0xF0 else 3)
+        if c > 0xF4 or p + need >= e:
+            return False
+        lo = 0x80
+        hi = 0xBF
+        if c == 0xE0:
+            lo = 0xA0
+        elif c == 0xED:
+            hi = 0x9F
+        elif c == 0xF0:
+            lo = 0x90
+        elif c == 0xF4:
+            hi = 0x8F
+        c1 = np.int64(data[p + 1])
+        if c1 < lo or c1 > hi:
+            return False
+        for q in range(2, need + 1):
+            cq = np.int64(data[p + q])
+            if cq < 0x80 or cq > 0xBF:
+                return False
+        p += need + 1
+    return True
+
+
+@njit(nogil=True, cache=True)
+def gather_string_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
+                         quote, escape, out_offsets, out_data, out_validity, row_err, stop_at_first):
+    """Copy each value into ``out_data`` (undoing ``quote quote`` and, when ``escape >= 0``,
+    ``escape x`` in fields flagged with escapes), write Arrow ``out_offsets`` (int32, ``n + 1``), and
+    validate UTF-8. Null and invalid rows get an empty slot.
+
+    Returns ``(null_count, n_errors, first_err_row, total_bytes)``.
+    """
+    _check_args(n, row_first, row_err, out_validity)
+    if out_offsets.shape[0] < n + 1:
+        raise ValueError("parse kernel: out_offsets is shorter than n + 1")
+    nulls = 0
+    nerr = 0
+    first = -1
+    pos = 0
+    out_offsets[0] = 0
+    cap = out_data.shape[0]
+    for r in range(n):
+        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        ok = i >= 0
+        if ok and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+            nulls += 1
+            out_offsets[r + 1] = pos
+            continue
+        end = pos
+        if ok:
+            if pos + (e - s) > cap or pos + (e - s) > 2147483647:
+                raise ValueError("parse kernel: out_data too small (use string_column_size)")
+            if (flags[i] & 2) == 0:
+                out_data[pos:pos + (e - s)] = buf[s:e]
+                end = pos + (e - s)
+            else:
+                p = s
+                while p < e:
+                    c = buf[p]
+                    if p + 1 < e and ((c == quote and buf[p + 1] == quote) or (escape >= 0 and c == escape)):
+                        p += 1
+                        c = buf[p]
+                    out_data[end] = c
+                    end += 1
+                    p += 1
+            ok = _utf8_valid(out_data, pos, end)
+        if ok:
+            pos = end
+            out_offsets[r + 1] = pos
+            _set_bit(out_validity, r)
+            continue
+        out_offsets[r + 1] = pos
+        row_err[r] = 1
+        nerr += 1
+        nulls += 1
+        if first < 0:
+            first = r
+        if stop_at_first:
+            return nulls, nerr, first, pos
+    return nulls, nerr, first, pos
+
+
+# -- inference -----------------------------------------------------------------------------------
+@njit(nogil=True, cache=True)
+def _candidates(buf, s, e):
+    """The ``T_*`` bits of the types one value could be."""
+    m = 0
+    ok, _ = _parse_int_span(buf, s, e, _I64_MIN, _I64_MAX)
+    if ok:
+        m |= T_INT
+    st, _ = _parse_float_span(buf, s, e)
+    if st != 0:
+        m |= T_FLOAT
+    ok, _ = _parse_bool_span(buf, s, e, True)
+    if ok:
+        m |= T_BOOL
+    if e - s >= 10:
+        ok, _, tz = _parse_ts_span(buf, s, e)
+        if ok:
+            m |= T_TSTZ if tz else T_TS
+            if e - s == 10:
+                m |= T_DATE
+    return m
+
+
+@njit(nogil=True, cache=True)
+def infer_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null):
+    """``(mask, n_nonnull)``: the AND of :func:`_candidates` over the non-null values of rows ``0..n-1``.
+
+    Bits: ``T_INT`` fits int64, ``T_FLOAT`` float syntax (ints, nan, inf too), ``T_BOOL`` true/false
+    words only, ``T_DATE`` a date, ``T_TS`` a timestamp without offset (a date too), ``T_TSTZ`` one
+    with ``Z`` or an offset. The mask is meaningless when ``n_nonnull`` is 0.
+    """
+    mask = T_ALL
+    nonnull = 0
+    for r in range(min(n, row_first.shape[0])):
+        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        if i < 0:
+            mask = 0
+            nonnull += 1
+            continue
+        if _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+            continue
+        nonnull += 1
+        if mask != 0:
+            mask &= _candidates(buf, s, e)
+    return mask, nonnull
