@@ -46,7 +46,7 @@ def scheme_of(url: str) -> str:
 
 
 def format_of(path: str) -> str | None:
-    p = path.lower()
+    p = re.sub(r"[*?\[\]]+$", "", path.lower())
     for ext in _COMPRESSION:
         if p.endswith(ext):
             p = p[: -len(ext)]
@@ -62,6 +62,10 @@ def resolve(kind: str, url: str, fmt: str | None = None) -> ConnectorSpec:
         f = (fmt or format_of(url) or "").lower()
         f = _FORMAT_ALIASES.get(f, f)
         if not f:
+            if kind == "source":
+                from .sources.csv import expand_paths
+
+                expand_paths(url)  # a missing file or a directory says so
             raise ConfigError(f"cannot tell the format of {url!r}: give it an extension "
                               "(.csv .tsv .jsonl .json .parquet) or --format")
         name = f

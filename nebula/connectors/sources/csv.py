@@ -171,8 +171,14 @@ def expand_paths(spec: str | os.PathLike | list) -> list[str]:
         else:
             out.append(s)
     for p in out:
-        if not os.path.exists(p):
-            raise SourceError(f"{p}: no such file")
+        try:
+            os.stat(p)
+        except FileNotFoundError:
+            raise SourceError(f"{p}: no such file") from None
+        except PermissionError:
+            raise SourceError(f"{p}: permission denied") from None
+        except OSError as e:
+            raise SourceError(f"{p}: {e.strerror or e}") from None
         if os.path.isdir(p):
             raise SourceError(f"{p}: is a directory, not a file (use a glob like {p.rstrip('/')}/*.csv)")
         if not os.access(p, os.R_OK):
@@ -255,6 +261,8 @@ class CsvSource(Source):
                 data = f.read(size + 1)
         except OSError as e:
             raise SourceError(f"{path}: {e.strerror or e}") from e
+        except EOFError as e:
+            raise ParseError(str(e), path=path) from None
         eof = len(data) <= size
         return np.frombuffer(data[:size], dtype=np.uint8), eof
 
@@ -425,7 +433,7 @@ class CsvSource(Source):
         except OSError as e:
             raise SourceError(f"{getattr(f, 'name', '?')}: read failed: {e}") from e
         except EOFError as e:
-            raise ParseError(f"compressed input is truncated: {e}") from e
+            raise ParseError(str(e), path=getattr(f, "name", None), offset=block.base + m + got) from None
         block.n = m + got
         return eof
 

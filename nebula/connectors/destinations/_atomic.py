@@ -1,0 +1,154 @@
+"""Atomic local files: write to a dot-temp file beside the target, rename onto it on commit.
+
+A crash leaves at most ``.<name>.nebula-tmp-<pid>-<random>`` behind, never a partial ``<name>``.
+Compressed streams (gzip, zstd, lz4 frame) wrap the temp file when asked.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+
+from ...errors import ConfigError, DestinationError
+
+COMPRESSIONS = ("gzip", "zstd", "lz4")
+_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".lz4": "lz4"}
+
+
+def compression_from_path(path: str) -> str | None:
+    """``gzip`` / ``zstd`` / ``lz4`` from the file's last extension, else None."""
+    return _SUFFIXES.get(os.path.splitext(path)[1].lower())
+
+
+def strip_compression_suffix(path: str) -> str:
+    root, ext = os.path.splitext(path)
+    return root if ext.lower() in _SUFFIXES else path
+
+
+def local_path(url_or_path: str) -> str:
+    """The local path of ``file://...`` or a plain path; other schemes are a ConfigError."""
+    if url_or_path.startswith("file://"):
+        return url_or_path[len("file://"):]
+    if "://" in url_or_path:
+        raise ConfigError(f"{url_or_path}: only local paths and file:// URLs are supported here")
+    return url_or_path
+
+
+def destination_error(path: str, e: OSError, what: str = "cannot write") -> DestinationError:
+    reason = e.strerror or str(e)
+    return DestinationError(f"{path}: {what}: {reason}", retryable=False)
+
+
+class AtomicFile:
+    """A temp file next to ``path`` that replaces ``path`` on :meth:`commit`.
+
+    Parameters
+    ----------
+    path : str
+        The final file name; missing parent directories are created.
+    compression : str or None
+        ``gzip``, ``zstd`` or ``lz4``: :meth:`write` goes through that stream compressor.
+    level : int or None
+        Compression level (the library's default when None).
+    keep_existing : bool
+        Start from a copy of the current ``path`` (append); a compressed file then gets a new
+        member/frame, which gzip, zstd and lz4 readers treat as a continuation.
+    open_stream : bool
+        False: only reserve the temp name (for writers that open the path themselves).
+    """
+
+    def __init__(self, path: str, *, compression: str | None = None, level: int | None = None,
+                 keep_existing: bool = False, open_stream: bool = True) -> None:
+        self.path = os.path.abspath(path)
+        self.existed = os.path.exists(self.path)
+        d, name = os.path.split(self.path)
+        self.temp_path = os.path.join(d, f".{name}.nebula-tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        self._raw = None
+        self._stream = None
+        self._done = False
+        try:
+            if os.path.isdir(self.path):
+                raise IsADirectoryError(21, "is a directory")
+            os.makedirs(d, exist_ok=True)
+            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.close(fd)
+            if keep_existing and self.existed:
+                shutil.copyfile(self.path, self.temp_path)
+            if open_stream:
+                self._raw = open(self.temp_path, "ab")  # noqa: SIM115 - closed in commit/discard
+                self._stream = _compressor(self._raw, compression, level) if compression else self._raw
+        except OSError as e:
+            self._cleanup()
+            raise destination_error(self.path, e) from e
+
+    def write(self, data) -> int:
+        try:
+            self._stream.write(data)
+        except OSError as e:
+            raise destination_error(self.path, e) from e
+        return len(data)
+
+    def commit(self) -> None:
+        """Finish the stream, fsync, and rename onto the final name (then fsync the directory)."""
+        if self._done:
+            return
+        try:
+            if self._stream is not None and self._stream is not self._raw:
+                self._stream.close()
+            if self._raw is not None:
+                self._raw.flush()
+                os.fsync(self._raw.fileno())
+                self._raw.close()
+            else:
+                fd = os.open(self.temp_path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            os.replace(self.temp_path, self.path)
+            self._done = True
+            dfd = os.open(os.path.dirname(self.path), os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            self._cleanup()
+            raise destination_error(self.path, e, "cannot commit") from e
+
+    def discard(self) -> None:
+        """Close and delete the temp file; safe to call more than once."""
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        for f in (self._stream, self._raw):
+            try:
+                if f is not None:
+                    f.close()
+            except Exception:  # the stream is being thrown away
+                pass
+        self._stream = self._raw = None
+        if not self._done:
+            self._done = True
+            try:
+                os.unlink(self.temp_path)
+            except OSError:
+                pass
+
+
+def _compressor(raw, compression: str, level: int | None):
+    if compression == "gzip":
+        import gzip
+
+        return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                             compresslevel=6 if level is None else level)
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=3 if level is None else level).stream_writer(raw, closefd=False)
+    if compression == "lz4":
+        import lz4.frame
+
+        return lz4.frame.LZ4FrameFile(raw, mode="wb", compression_level=0 if level is None else level)
+    raise ConfigError(f"unknown compression {compression!r}; expected one of {', '.join(COMPRESSIONS)}")

@@ -1,0 +1,534 @@
+"""File destinations: CSV, JSON lines and Parquet on the local filesystem.
+
+Every destination writes to a dot-temp file beside the target and renames it onto the target at
+:meth:`commit` (see ``_atomic``), so readers see the old file or the new one, never a partial one.
+
+Text encoding (CSV, JSON lines) runs in the kernels of ``nebula.kernels.encode``, on row chunks of
+``CHUNK_ROWS`` so the scratch buffers stay small and cache-resident. What the text looks like:
+
+- null: empty field in CSV (an empty string is ``""``), ``null`` in JSON.
+- bool ``true``/``false``; date ``YYYY-MM-DD``; timestamp ``YYYY-MM-DDTHH:MM:SS[.ffffff]`` with a
+  ``Z`` when the column has a time zone (values are UTC); dates and timestamps are JSON strings.
+- float: shortest round-trip text (integral values keep a ``.0``); CSV writes ``nan``/``inf``/
+  ``-inf``, JSON has no such numbers and writes ``null``.
+- decimal: exact text (``-12.50``); a JSON *string*, so consumers do not round it through a double.
+- json-typed columns: their text as is in JSON lines (it already is JSON), a string field in CSV.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from ...errors import ConfigError, DestinationError, SchemaEvolutionError
+from ..base import Capabilities, Destination
+from ._atomic import (
+    AtomicFile,
+    compression_from_path,
+    destination_error,
+    local_path,
+    strip_compression_suffix,
+)
+
+CHUNK_ROWS = 65536  # a multiple of 8 so chunks start on validity-bitmap byte boundaries
+_NULL_JSON = np.frombuffer(b"null", dtype=np.uint8)
+_EMPTY = np.zeros(0, dtype=np.uint8)
+_TRUE = np.frombuffer(b"true", dtype=np.uint8)
+_FALSE = np.frombuffer(b"false", dtype=np.uint8)
+_INT_WIDTH = {"int8": 4, "int16": 6, "int32": 11, "int64": 20}
+
+
+def _tok(b: bytes) -> np.ndarray:
+    return np.frombuffer(b, dtype=np.uint8)
+
+
+def _string_buffers(arr):
+    """(offsets int32, data uint8, validity uint8, has_nulls) of a pyarrow string array."""
+    import pyarrow as pa
+
+    if pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.string())
+    if arr.offset:
+        arr = pa.concat_arrays([arr])
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=len(arr) + 1)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None and bufs[2].size else _EMPTY
+    has_nulls = arr.null_count > 0
+    validity = np.frombuffer(bufs[0], dtype=np.uint8) if has_nulls else _EMPTY
+    return offsets, data, validity, has_nulls
+
+
+class _Scratch:
+    """A growable uint8 buffer plus int64 offsets for one column's rendered fields."""
+
+    __slots__ = ("out", "offs")
+
+    def __init__(self) -> None:
+        self.out = np.empty(0, dtype=np.uint8)
+        self.offs = np.empty(0, dtype=np.int64)
+
+    def reserve(self, nbytes: int, nvalues: int) -> None:
+        if self.out.shape[0] < nbytes:
+            self.out = np.empty(max(nbytes, self.out.shape[0] * 3 // 2), dtype=np.uint8)
+        if self.offs.shape[0] < nvalues + 2:
+            self.offs = np.empty(nvalues + 2, dtype=np.int64)
+
+
+class TextEncoder:
+    """Renders batches of one schema as CSV (``fmt='csv'``) or JSON lines (``fmt='jsonl'``).
+
+    :meth:`encode` yields uint8 arrays (views of reused buffers: consume each before the next).
+    """
+
+    def __init__(self, schema, fmt: str, *, delimiter: str = ",") -> None:
+        from ... import kernels  # noqa: F401  (numba import is deferred to first use)
+
+        if fmt not in ("csv", "jsonl"):
+            raise ConfigError(f"unknown text format {fmt!r}")
+        if len(delimiter.encode()) != 1 or delimiter in '"\r\n':
+            raise ConfigError(f"delimiter must be one byte other than a quote or line end, got {delimiter!r}")
+        self.schema = schema
+        self.fmt = fmt
+        self.delim = delimiter.encode()[0]
+        self.null_tok = _EMPTY if fmt == "csv" else _NULL_JSON
+        if fmt == "csv":
+            self.prefixes = [_EMPTY] + [_tok(delimiter.encode())] * (len(schema) - 1)
+            self.suffix = _tok(b"\n")
+        else:
+            keys = [json.dumps(f.name, ensure_ascii=False).encode() + b":" for f in schema]
+            self.prefixes = [_tok((b"{" if i == 0 else b",") + k) for i, k in enumerate(keys)]
+            self.suffix = _tok(b"}\n" if keys else b"{}\n")
+        self._fixed = sum(p.shape[0] for p in self.prefixes) + self.suffix.shape[0]
+        self._scratch = [_Scratch() for _ in schema]
+        self._out = np.empty(0, dtype=np.uint8)
+        self._lens = np.empty(0, dtype=np.int64)
+
+    def header(self) -> bytes:
+        """The CSV header row (names quoted when needed); empty for JSON lines."""
+        if self.fmt != "csv":
+            return b""
+        d = chr(self.delim)
+        names = ['"' + n.replace('"', '""') + '"' if (not n or any(c in n for c in d + '"\r\n')) else n
+                 for n in self.schema.names]
+        return (d.join(names) + "\n").encode()
+
+    def encode(self, batch) -> Iterator[np.ndarray]:
+        from ...kernels import encode as k
+
+        n = batch.length
+        for a in range(0, n, CHUNK_ROWS):
+            b = min(n, a + CHUNK_ROWS)
+            m = b - a
+            spans = [self._render(i, col, a, b) for i, col in enumerate(batch.columns)]
+            if self._lens.shape[0] < m:
+                self._lens = np.empty(m, dtype=np.int64)
+            lens = self._lens[:m]
+            lens[:] = self._fixed
+            for s in spans:
+                if len(s) == 2:
+                    k.add_span_lengths(s[1], m, lens)
+                else:
+                    k.add_span_lengths_take(s[1], s[2], m, s[3], s[4], s[5], lens)
+            total = int(lens.sum())
+            cursor = np.empty(m, dtype=np.int64)
+            cursor[0] = 0
+            np.cumsum(lens[:-1], out=cursor[1:])
+            if self._out.shape[0] < total:
+                self._out = np.empty(max(total, self._out.shape[0] * 3 // 2), dtype=np.uint8)
+            out = self._out
+            for s, prefix in zip(spans, self.prefixes, strict=True):
+                if len(s) == 2:
+                    k.scatter_spans(s[0], s[1], m, prefix, out, cursor)
+                else:
+                    k.scatter_spans_take(s[0], s[1], s[2], m, s[3], s[4], s[5], prefix, out, cursor)
+            k.finish_rows(m, self.suffix, out, cursor)
+            yield out[:total]
+
+    def encode_bytes(self, batch) -> bytes:
+        return b"".join(bytes(c) for c in self.encode(batch))
+
+    # -- one column, rows a:b ---------------------------------------------------------------------
+    def _render(self, i, col, a, b):
+        """(buf, offs) of the rendered fields, or (buf, offs, codes, validity, has_nulls, null_entry)."""
+        from ...kernels import encode as k
+
+        t = col.field.type
+        kind = t.kind
+        m = b - a
+        has_nulls = col.null_count > 0
+        valid = col.validity[a >> 3:] if has_nulls else _EMPTY
+        s = self._scratch[i]
+        json_out = self.fmt == "jsonl"
+        quote = 34 if json_out else k.NO_QUOTE
+        null_tok = self.null_tok
+        if t.is_varlen and col.dictionary is not None:
+            doffs, ddata, dvalid, dnulls = _string_buffers(col.dictionary)
+            nd = len(col.dictionary)
+            rendered = self._render_text(s, kind, doffs, ddata, nd, dvalid, dnulls)
+            buf, offs = rendered
+            end = int(offs[nd])
+            if buf is not s.out:  # the raw dictionary bytes came back: copy them to append the null entry
+                s.reserve(end + 8, nd)
+                s.out[:end] = buf[:end]
+                s.offs[:nd + 1] = offs[:nd + 1]
+                buf, offs = s.out, s.offs
+            buf[end:end + null_tok.shape[0]] = null_tok  # every render reserves 8 spare bytes
+            offs[nd + 1] = end + null_tok.shape[0]
+            return buf, offs, col.values[a:b], valid, has_nulls, nd
+        if t.is_varlen:
+            return self._render_text(s, kind, col.offsets[a:b + 1], col.data, m, valid, has_nulls)
+        if kind == "float32" or kind == "float64":
+            import pyarrow as pa
+
+            text = pa.array(col.values[a:b]).cast(pa.string())
+            toffs, tdata, _, _ = _string_buffers(text)
+            s.reserve(int(toffs[m]) + m * (2 + null_tok.shape[0]) + 64, m)
+            w = k.render_float_text(toffs, tdata, m, valid, has_nulls, null_tok, json_out, s.out, s.offs)
+            assert w >= 0
+            return s.out, s.offs
+        if kind == "decimal":
+            words = col.values[a:b]
+            if k.decimals_fit_int64(words, m, valid, has_nulls):
+                width = 24 + t.scale + null_tok.shape[0]
+                return self._fixed_width(s, m, width, k.render_decimals, words, m, t.scale, valid,
+                                         has_nulls, null_tok, quote)
+            # 128-bit values: pyarrow renders the exact text, the kernel only copies it
+            import pyarrow as pa
+
+            text = col.to_arrow(b).slice(a, m).cast(pa.string())
+            toffs, tdata, _, _ = _string_buffers(text)
+            s.reserve(int(toffs[m]) + m * (2 + null_tok.shape[0]) + 64, m)
+            w = k.render_raw_text(toffs, tdata, m, valid, has_nulls, null_tok, quote, s.out, s.offs)
+            assert w >= 0
+            return s.out, s.offs
+        if kind == "bool":
+            s.reserve(m * 5 + 8, m)
+            w = k.render_bools(col.values[a >> 3:], m, valid, has_nulls, null_tok, _TRUE, _FALSE, s.out, s.offs)
+            assert w >= 0
+            return s.out, s.offs
+        values = col.values[a:b]
+        if kind == "date":
+            return self._fixed_width(s, m, 12 + 2, k.render_dates, values, m, valid, has_nulls, null_tok, quote)
+        if kind == "timestamp":
+            return self._fixed_width(s, m, 27 + 3, k.render_timestamps, values, m, valid, has_nulls, null_tok,
+                                     quote, t.tz is not None)
+        return self._fixed_width(s, m, _INT_WIDTH[kind] + 4, k.render_ints, values, m, valid, has_nulls,
+                                 null_tok)
+
+    def _fixed_width(self, s, m, width, kernel, *args):
+        from ...kernels.encode import MAX_FIXED_WIDTH
+
+        slack = MAX_FIXED_WIDTH + 64
+        s.reserve(m * width + slack, m)
+        if kernel(*args, s.out, s.offs) < 0:  # wider than usual (far-off years): size for the worst
+            s.reserve(m * (MAX_FIXED_WIDTH + 8 + width) + slack, m)
+            if kernel(*args, s.out, s.offs) < 0:
+                raise AssertionError("encode kernel overflow")
+        return s.out, s.offs
+
+    def _render_text(self, s, kind, offsets, data, m, valid, has_nulls):
+        from ...kernels import encode as k
+
+        if self.fmt == "csv":
+            size, same = k.csv_string_size(offsets, data, m, valid, has_nulls, self.delim)
+            if same:
+                return data, offsets
+            s.reserve(size + 8, m)
+            w = k.render_csv_strings(offsets, data, m, valid, has_nulls, self.delim, s.out, s.offs)
+        elif kind == "json":
+            s.reserve(int(offsets[m] - offsets[0]) + m * 6 + 8, m)
+            w = k.render_raw_text(offsets, data, m, valid, has_nulls, self.null_tok, k.NO_QUOTE, s.out, s.offs)
+        else:
+            s.reserve(k.json_string_size(offsets, data, m, valid, has_nulls, 4) + 8, m)
+            w = k.render_json_strings(offsets, data, m, valid, has_nulls, self.null_tok, s.out, s.offs)
+        if w < 0:
+            raise AssertionError("encode kernel overflow")
+        return s.out, s.offs
+
+
+# -- destinations -------------------------------------------------------------------------------
+def _options(options: dict | None, allowed: tuple[str, ...], where: str) -> dict:
+    opts = dict(options or {})
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(allowed)}")
+    return opts
+
+
+def _check_mode(mode: str, modes: tuple[str, ...], path: str) -> None:
+    if mode not in modes:
+        raise ConfigError(f"{path}: mode {mode!r} is not supported here; use one of {', '.join(modes)}")
+
+
+class _TextFileDestination(Destination):
+    """CSV / JSON lines into one file; ``replace`` (default) or ``append``.
+
+    ``append`` copies the existing file into the temp file and adds rows after it (a compressed
+    file gets a new gzip member / zstd or lz4 frame), so a failed run still leaves the old file.
+    """
+
+    fmt = ""
+    _allowed: tuple[str, ...] = ("compression", "compression_level")
+
+    def __init__(self, url_or_path: str, *, options: dict | None = None) -> None:
+        self.path = os.path.abspath(local_path(url_or_path))
+        self.options = _options(options, self._allowed, self.path)
+        comp = self.options.get("compression")
+        self.compression = compression_from_path(self.path) if comp is None else (None if comp == "none" else comp)
+        self.level = self.options.get("compression_level")
+        self._file: AtomicFile | None = None
+        self._encoder: TextEncoder | None = None
+
+    def _make_encoder(self, schema) -> TextEncoder:
+        return TextEncoder(schema, self.fmt)
+
+    def open(self, schema, *, mode: str = "replace", table: str | None = None, key: list[str] | None = None) -> None:
+        _check_mode(mode, self.capabilities.modes, self.path)
+        self._encoder = self._make_encoder(schema)
+        append = mode == "append" and os.path.isfile(self.path) and os.path.getsize(self.path) > 0
+        if append:
+            self._check_append(schema)
+        self._file = AtomicFile(self.path, compression=self.compression, level=self.level, keep_existing=append)
+        if not append:
+            self._file.write(self._encoder.header())
+
+    def _check_append(self, schema) -> None:
+        """Hook: refuse appending rows that do not fit the existing file."""
+
+    def write(self, batch) -> int:
+        if self._file is None:
+            raise DestinationError(f"{self.path}: write() before open()")
+        total = 0
+        for chunk in self._encoder.encode(batch):
+            total += self._file.write(chunk)
+        return total
+
+    def commit(self) -> None:
+        if self._file is not None:
+            f, self._file = self._file, None
+            f.commit()
+
+    def abort(self) -> None:
+        if self._file is not None:
+            f, self._file = self._file, None
+            f.discard()
+
+    def close(self) -> None:
+        self.abort()
+
+    def location(self) -> str:
+        return self.path
+
+
+class CsvDestination(_TextFileDestination):
+    """RFC 4180 CSV with a header row and ``\\n`` line ends.
+
+    Options: ``delimiter`` (default ``,``; ``\\t`` for ``.tsv``), ``header`` (default True),
+    ``compression`` (``gzip``/``zstd``/``lz4``/``none``; default from the extension
+    ``.gz``/``.zst``/``.lz4``), ``compression_level``.
+    """
+
+    fmt = "csv"
+    _allowed = ("compression", "compression_level", "delimiter", "header")
+    capabilities = Capabilities(modes=("replace", "append"), formats=("csv", "tsv"), schemes=("file",),
+                                notes="atomic rename on commit; .gz/.zst/.lz4 streamed")
+
+    def _make_encoder(self, schema) -> TextEncoder:
+        default = "\t" if strip_compression_suffix(self.path).lower().endswith(".tsv") else ","
+        enc = TextEncoder(schema, "csv", delimiter=self.options.get("delimiter", default))
+        if not self.options.get("header", True):
+            enc.header = lambda: b""
+        return enc
+
+    def _check_append(self, schema) -> None:
+        if not self.options.get("header", True):
+            return
+        want = self._encoder.header()
+        try:
+            with _open_text_reader(self.path, self.compression) as f:
+                got = f.readline(len(want) + 1)
+        except OSError as e:
+            raise destination_error(self.path, e, "cannot read the existing file to append") from e
+        if got != want:
+            raise SchemaEvolutionError(f"{self.path}: cannot append: the existing header "
+                                       f"{got.decode(errors='replace').rstrip()!r} differs from "
+                                       f"{want.decode().rstrip()!r}")
+
+
+class JsonlDestination(_TextFileDestination):
+    """JSON lines (one object per row, keys in schema order).
+
+    Options: ``compression`` (as for CSV), ``compression_level``.
+    """
+
+    fmt = "jsonl"
+    capabilities = Capabilities(modes=("replace", "append"), formats=("jsonl", "ndjson"), schemes=("file",),
+                                notes="atomic rename on commit; .gz/.zst/.lz4 streamed; decimals as strings")
+
+
+def _open_text_reader(path: str, compression: str | None):
+    if compression == "gzip":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)  # noqa: SIM115
+    if compression == "lz4":
+        import lz4.frame
+
+        return lz4.frame.open(path, "rb")
+    return open(path, "rb")  # noqa: SIM115
+
+
+_PARQUET_CODECS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
+
+
+class ParquetDestination(Destination):
+    """One Parquet file, written with pyarrow's ParquetWriter; mode ``replace`` only.
+
+    Small batches are copied and held until ``row_group_rows`` rows or ``row_group_bytes`` bytes
+    are pending, so each row group is large (big row groups encode faster and read better).
+    Appending to a Parquet file would mean rewriting it, so ``append`` is a ConfigError.
+
+    Options: ``compression`` (``zstd`` default, ``snappy``, ``gzip``, ``lz4``, ``brotli``,
+    ``none``), ``compression_level``, ``row_group_rows`` (default 1,000,000),
+    ``row_group_bytes`` (default 128 MiB).
+    """
+
+    capabilities = Capabilities(modes=("replace",), formats=("parquet",), schemes=("file",),
+                                notes="atomic rename on commit; large row groups; dictionary columns kept")
+
+    def __init__(self, url_or_path: str, *, options: dict | None = None) -> None:
+        self.path = os.path.abspath(local_path(url_or_path))
+        self.options = _options(options, ("compression", "compression_level", "row_group_rows",
+                                          "row_group_bytes"), self.path)
+        self.compression = str(self.options.get("compression", "zstd")).lower()
+        if self.compression not in _PARQUET_CODECS:
+            raise ConfigError(f"{self.path}: unknown Parquet compression {self.compression!r}; "
+                              f"expected one of {', '.join(_PARQUET_CODECS)}")
+        self.level = self.options.get("compression_level")
+        self.row_group_rows = int(self.options.get("row_group_rows", 1_000_000))
+        self.row_group_bytes = int(self.options.get("row_group_bytes", 128 << 20))
+        if self.row_group_rows <= 0 or self.row_group_bytes <= 0:
+            raise ConfigError(f"{self.path}: row_group_rows and row_group_bytes must be positive")
+        self._file: AtomicFile | None = None
+        self._writer = None
+        self._schema = None
+        self._pending: list = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+
+    def open(self, schema, *, mode: str = "replace", table: str | None = None, key: list[str] | None = None) -> None:
+        _check_mode(mode, self.capabilities.modes, self.path)
+        self._schema = schema
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        self._file = AtomicFile(self.path, open_stream=False)
+
+    def write(self, batch) -> int:
+        if self._file is None:
+            raise DestinationError(f"{self.path}: write() before open()")
+        n = batch.length
+        if n == 0:
+            return 0
+        rb = batch.to_arrow()
+        nbytes = rb.nbytes
+        if not self._pending and (n >= self.row_group_rows or nbytes >= self.row_group_bytes):
+            self._write_tables([rb])  # large enough on its own: no copy
+            return nbytes
+        self._pending.append(_copy_batch(rb))  # the batch's buffers are reused after this call
+        self._pending_rows += n
+        self._pending_bytes += nbytes
+        if self._pending_rows >= self.row_group_rows or self._pending_bytes >= self.row_group_bytes:
+            self._flush()
+        return nbytes
+
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._pending_rows = self._pending_bytes = 0
+            self._write_tables(pending)
+
+    def _write_tables(self, batches) -> None:
+        import pyarrow as pa
+
+        if self._writer is None:
+            self._open_writer(batches[0].schema)
+        target = self._writer.schema
+        batches = [_conform(b, target) for b in batches]
+        table = pa.Table.from_batches(batches, schema=target)
+        try:
+            self._writer.write_table(table, row_group_size=max(self.row_group_rows, table.num_rows))
+        except OSError as e:
+            raise destination_error(self.path, e) from e
+
+    def _open_writer(self, arrow_schema) -> None:
+        import pyarrow.parquet as pq
+
+        comp = None if self.compression == "none" else self.compression
+        try:
+            self._writer = pq.ParquetWriter(self._file.temp_path, arrow_schema, compression=comp,
+                                            compression_level=self.level if comp else None)
+        except OSError as e:
+            raise destination_error(self.path, e) from e
+
+    def commit(self) -> None:
+        if self._file is None:
+            return
+        try:
+            self._flush()
+            if self._writer is None:
+                self._open_writer(self._schema.to_arrow())
+            self._writer.close()
+            self._writer = None
+        except BaseException:
+            self.abort()
+            raise
+        f, self._file = self._file, None
+        f.commit()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # the file is being discarded
+                pass
+            self._writer = None
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        if self._file is not None:
+            f, self._file = self._file, None
+            f.discard()
+
+    def close(self) -> None:
+        self.abort()
+
+    def location(self) -> str:
+        return self.path
+
+
+def _copy_batch(rb):
+    """A RecordBatch owning fresh copies of ``rb``'s buffers."""
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays([pa.concat_arrays([c]) for c in rb.columns], schema=rb.schema)
+
+
+def _conform(rb, schema):
+    """``rb`` with dictionary/plain string columns converted to the writer's choice."""
+    if rb.schema.equals(schema):
+        return rb
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = []
+    for col, f in zip(rb.columns, schema, strict=True):
+        if col.type != f.type:
+            col = pc.dictionary_encode(col) if pa.types.is_dictionary(f.type) else col.cast(f.type)
+            if col.type != f.type:
+                col = col.cast(f.type)
+        cols.append(col)
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
