@@ -93,7 +93,8 @@ class TextEncoder:
         self.schema = schema
         self.fmt = fmt
         self.delim = delimiter.encode()[0]
-        self.null_tok = _EMPTY if fmt == "csv" else _NULL_JSON
+        # a lone empty field would be a blank line, which readers skip: one-column CSV writes "" for null
+        self.null_tok = (_tok(b'""') if len(schema) == 1 else _EMPTY) if fmt == "csv" else _NULL_JSON
         if fmt == "csv":
             self.prefixes = [_EMPTY] + [_tok(delimiter.encode())] * (len(schema) - 1)
             self.suffix = _tok(b"\n")
@@ -233,11 +234,12 @@ class TextEncoder:
         from ...kernels import encode as k
 
         if self.fmt == "csv":
-            size, same = k.csv_string_size(offsets, data, m, valid, has_nulls, self.delim)
+            size, same = k.csv_string_size(offsets, data, m, valid, has_nulls, self.delim, self.null_tok.shape[0])
             if same:
                 return data, offsets
             s.reserve(size + 8, m)
-            w = k.render_csv_strings(offsets, data, m, valid, has_nulls, self.delim, s.out, s.offs)
+            w = k.render_csv_strings(offsets, data, m, valid, has_nulls, self.delim, self.null_tok, s.out,
+                                     s.offs)
         elif kind == "json":
             s.reserve(int(offsets[m] - offsets[0]) + m * 6 + 8, m)
             w = k.render_raw_text(offsets, data, m, valid, has_nulls, self.null_tok, k.NO_QUOTE, s.out, s.offs)
