@@ -250,9 +250,20 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, cfg) -> Pipeline:
+        """A pipeline from a :class:`~nebula.config.PipelineConfig` (one entry of a YAML file)."""
         o = cfg.to_options()
         src, dst = o.pop("source"), o.pop("destination")
-        return cls(cfg.name, src, dst, **o)
+        name = o.pop("name")
+        o["source_options"] = o.pop("source_options", None) or {}
+        o["dest_options"] = o.pop("destination_options", None) or {}
+        o.pop("source_table", None)
+        if o.get("schema") is not None:
+            o["schema"] = cfg.load_schema()
+        for k in ("cdc", "slot", "tables", "metrics_port"):
+            v = o.pop(k, None)
+            if v:
+                raise ConfigError(f"pipeline {name!r}: {k} is not available in this version yet")
+        return cls(name, src, dst, **o)
 
     def run(self, **overrides) -> RunResult:
         opts = {**self.opts, **overrides}

@@ -125,7 +125,7 @@ with warnings.catch_warnings():
         name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
         source: Annotated[EndpointConfig, BeforeValidator(_endpoint)]
         destination: Annotated[EndpointConfig, BeforeValidator(_endpoint)]
-        mode: Literal["append", "replace", "merge"] = "append"
+        mode: Literal["append", "replace", "merge"] | None = None  # None: the destination's default
         key: StrList | None = Field(default=None, validate_default=True)
         columns: dict[str, TypeName] | None = None
         schema: str | None = None

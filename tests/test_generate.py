@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from benchmarks.generate import CHUNK_ROWS, COUNTRIES, STATUSES, generate, iter_chunks, main
+from nebula.sample import CHUNK_ROWS, COUNTRIES, STATUSES, generate, iter_chunks, main
 
 N = 20_000
 
