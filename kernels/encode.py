@@ -202,6 +202,9 @@ def render_timestamps(us, n, validity, has_nulls, null_tok, quote, zulu, out, of
     p = 0
     cap = out.shape[0]
     offs[0] = 0
+    last_days = np.int64(-(2**62))  # timestamps cluster: reuse the previous row's date text
+    last_pos = 0
+    last_len = 0
     for i in range(n):
         if p + MAX_FIXED_WIDTH + null_tok.shape[0] > cap:
             return -1
@@ -214,7 +217,14 @@ def render_timestamps(us, n, validity, has_nulls, null_tok, quote, zulu, out, of
             if quote >= 0:
                 out[p] = quote
                 p += 1
-            p = _put_date(out, p, days)
+            if days == last_days:
+                for j in range(last_len):
+                    out[p + j] = out[last_pos + j]
+                p += last_len
+            else:
+                q = _put_date(out, p, days)
+                last_days, last_pos, last_len = days, p, q - p
+                p = q
             out[p] = 84
             p = _put_digits(out, p + 1, secs // 3600, 2)
             out[p] = 58
