@@ -237,6 +237,23 @@ def discover(source, **opts) -> Schema:
         src.close()
 
 
+def config_to_copy_args(cfg) -> tuple[str, str, str, dict]:
+    """``(name, source, destination, options)`` of a pipeline config, options named as :func:`copy`'s."""
+    o = cfg.to_options()
+    src, dst = o.pop("source"), o.pop("destination")
+    name = o.pop("name")
+    o["source_options"] = o.pop("source_options", None) or {}
+    o["dest_options"] = o.pop("destination_options", None) or {}
+    o.pop("source_table", None)
+    if o.get("schema") is not None:
+        o["schema"] = cfg.load_schema()
+    for k in ("cdc", "slot", "tables", "metrics_port"):
+        if o.pop(k, None):
+            raise ConfigError(f"pipeline {name!r}: {k} is not available in this version yet")
+    o["name"] = name
+    return name, src, dst, {k: v for k, v in o.items() if v is not None}
+
+
 class Pipeline:
     """A named source → destination job with options; ``run()`` returns a :class:`RunResult`.
 
@@ -251,18 +268,8 @@ class Pipeline:
     @classmethod
     def from_config(cls, cfg) -> Pipeline:
         """A pipeline from a :class:`~nebula.config.PipelineConfig` (one entry of a YAML file)."""
-        o = cfg.to_options()
-        src, dst = o.pop("source"), o.pop("destination")
-        name = o.pop("name")
-        o["source_options"] = o.pop("source_options", None) or {}
-        o["dest_options"] = o.pop("destination_options", None) or {}
-        o.pop("source_table", None)
-        if o.get("schema") is not None:
-            o["schema"] = cfg.load_schema()
-        for k in ("cdc", "slot", "tables", "metrics_port"):
-            v = o.pop(k, None)
-            if v:
-                raise ConfigError(f"pipeline {name!r}: {k} is not available in this version yet")
+        name, src, dst, o = config_to_copy_args(cfg)
+        o.pop("name", None)
         return cls(name, src, dst, **o)
 
     def run(self, **overrides) -> RunResult:

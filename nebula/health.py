@@ -14,16 +14,16 @@ def _report(pipeline: str, role: str, target: str, status: str, reason: str = ""
 
 def check_pipeline(pc) -> list[dict]:
     """One report per connector of a pipeline config: healthy / degraded / failing with the reason."""
-    from .api import CopyOptions, make_destination, make_source
+    from .api import CopyOptions, config_to_copy_args, make_destination, make_source
     from .errors import NebulaError
 
-    opts = pc.to_options()
-    src_url, dst_url = opts.pop("source"), opts.pop("destination")
     out = []
     try:
+        _, src_url, dst_url, opts = config_to_copy_args(pc)
         o = CopyOptions.build(**opts)
     except NebulaError as e:
         return [_report(pc.name, "config", "", "failing", str(e))]
+    opts.pop("name", None)
     try:
         src = make_source(src_url, o)
         try:
