@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -86,34 +86,34 @@ Opt = typer.Option
 def copy_cmd(
     paths: Annotated[list[str], typer.Argument(help="SOURCE [SOURCE...] DEST: paths, globs or URLs.",
                                                metavar="SOURCE DEST")],
-    format: Annotated[Optional[str], Opt("--format", "-f", help="Source format (csv, tsv, jsonl, ...).")] = None,
-    dest_format: Annotated[Optional[str], Opt(help="Destination format if the extension does not tell.")] = None,
-    table: Annotated[Optional[str], Opt(help="Destination table (default: the source stream's name).")] = None,
-    mode: Annotated[Optional[str], Opt(help="append | replace | merge (default: replace for files).")] = None,
-    key: Annotated[Optional[str], Opt(help="Key column(s) for merge: COL[,COL].")] = None,
-    schema: Annotated[Optional[str], Opt(help="Schema file (YAML/JSON: list of name/type).")] = None,
-    column: Annotated[Optional[list[str]], Opt("--column", "-c", help="Column type override name:type.")] = None,
+    format: Annotated[str | None, Opt("--format", "-f", help="Source format (csv, tsv, jsonl, ...).")] = None,
+    dest_format: Annotated[str | None, Opt(help="Destination format if the extension does not tell.")] = None,
+    table: Annotated[str | None, Opt(help="Destination table (default: the source stream's name).")] = None,
+    mode: Annotated[str | None, Opt(help="append | replace | merge (default: replace for files).")] = None,
+    key: Annotated[str | None, Opt(help="Key column(s) for merge: COL[,COL].")] = None,
+    schema: Annotated[str | None, Opt(help="Schema file (YAML/JSON: list of name/type).")] = None,
+    column: Annotated[list[str] | None, Opt("--column", "-c", help="Column type override name:type.")] = None,
     infer_schema: Annotated[bool, Opt("--infer-schema/--no-infer-schema",
                                       help="Infer column types (off: every column is a string).")] = True,
     on_error: Annotated[str, Opt(help="fail | skip | dead-letter for rows that do not parse.")] = "fail",
-    dead_letter: Annotated[Optional[str], Opt(help="Where rejected rows go (JSON lines).")] = None,
-    max_rejected: Annotated[Optional[int], Opt(help="Fail when more rows than this are rejected.")] = None,
-    threads: Annotated[Optional[int], Opt(help="Parse threads (default: all cores).")] = None,
-    name: Annotated[Optional[str], Opt(help="Pipeline/state name.")] = None,
+    dead_letter: Annotated[str | None, Opt(help="Where rejected rows go (JSON lines).")] = None,
+    max_rejected: Annotated[int | None, Opt(help="Fail when more rows than this are rejected.")] = None,
+    threads: Annotated[int | None, Opt(help="Parse threads (default: all cores).")] = None,
+    name: Annotated[str | None, Opt(help="Pipeline/state name.")] = None,
     state: Annotated[str, Opt(help="State store path.")] = ".nebula/state.db",
-    delimiter: Annotated[Optional[str], Opt(help="CSV delimiter (\\t for tab).")] = None,
-    quote: Annotated[Optional[str], Opt(help="CSV quote character.")] = None,
-    escape: Annotated[Optional[str], Opt(help="CSV escape character (default: none, quotes are doubled).")] = None,
+    delimiter: Annotated[str | None, Opt(help="CSV delimiter (\\t for tab).")] = None,
+    quote: Annotated[str | None, Opt(help="CSV quote character.")] = None,
+    escape: Annotated[str | None, Opt(help="CSV escape character (default: none, quotes are doubled).")] = None,
     header: Annotated[bool, Opt("--header/--no-header", help="The first row holds column names.")] = True,
     skip_rows: Annotated[int, Opt(help="Lines to skip before the header.")] = 0,
-    comment: Annotated[Optional[str], Opt(help="Lines starting with this character are skipped.")] = None,
-    null_value: Annotated[Optional[list[str]], Opt("--null-value", help="Null marker (repeatable).")] = None,
+    comment: Annotated[str | None, Opt(help="Lines starting with this character are skipped.")] = None,
+    null_value: Annotated[list[str] | None, Opt("--null-value", help="Null marker (repeatable).")] = None,
     batch_rows: Annotated[int, Opt(help="Rows per batch.")] = 65536,
     cdc: Annotated[bool, Opt(help="Change data capture (database sources).")] = False,
-    slot: Annotated[Optional[str], Opt(help="Replication slot name (CDC).")] = None,
-    tables: Annotated[Optional[str], Opt(help="Tables to capture (CDC).")] = None,
+    slot: Annotated[str | None, Opt(help="Replication slot name (CDC).")] = None,
+    tables: Annotated[str | None, Opt(help="Tables to capture (CDC).")] = None,
     until_caught_up: Annotated[bool, Opt(help="Stop once caught up (CDC).")] = False,
-    metrics_port: Annotated[Optional[int], Opt(help="Serve /metrics and /healthz on this port.")] = None,
+    metrics_port: Annotated[int | None, Opt(help="Serve /metrics and /healthz on this port.")] = None,
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Show progress.")] = True,
     as_json: Annotated[bool, Opt("--json", help="Print the run summary as one JSON object.")] = False,
     debug: Annotated[bool, Opt(help="Tracebacks on errors.")] = False,
@@ -152,8 +152,8 @@ def copy_cmd(
 @app.command("run")
 def run_cmd(
     config: Annotated[str, typer.Argument(help="Pipeline YAML file.")],
-    only: Annotated[Optional[list[str]], Opt("--only", help="Run only this pipeline (repeatable).")] = None,
-    state: Annotated[Optional[str], Opt(help="State store path (default: from the file or .nebula/state.db).")] = None,
+    only: Annotated[list[str] | None, Opt("--only", help="Run only this pipeline (repeatable).")] = None,
+    state: Annotated[str | None, Opt(help="State store path (default: from the file or .nebula/state.db).")] = None,
     progress: Annotated[bool, Opt("--progress/--no-progress")] = True,
     as_json: Annotated[bool, Opt("--json", help="Print one JSON summary per pipeline.")] = False,
     debug: Annotated[bool, Opt()] = False,
@@ -209,9 +209,9 @@ def check_cmd(
 @app.command("discover")
 def discover_cmd(
     source: Annotated[str, typer.Argument(help="A path, glob or URL.")],
-    format: Annotated[Optional[str], Opt("--format", "-f")] = None,
+    format: Annotated[str | None, Opt("--format", "-f")] = None,
     infer_schema: Annotated[bool, Opt("--infer-schema/--no-infer-schema")] = True,
-    delimiter: Annotated[Optional[str], Opt()] = None,
+    delimiter: Annotated[str | None, Opt()] = None,
     header: Annotated[bool, Opt("--header/--no-header")] = True,
     as_json: Annotated[bool, Opt("--json")] = False,
     debug: Annotated[bool, Opt()] = False,
@@ -268,7 +268,7 @@ def connectors_cmd(as_json: Annotated[bool, Opt("--json")] = False) -> None:
 
 @state_app.command("show")
 def state_show(
-    name: Annotated[Optional[str], typer.Argument(help="Pipeline name (default: all).")] = None,
+    name: Annotated[str | None, typer.Argument(help="Pipeline name (default: all).")] = None,
     state: Annotated[str, Opt(help="State store path.")] = ".nebula/state.db",
     as_json: Annotated[bool, Opt("--json")] = False,
 ) -> None:
