@@ -16,7 +16,7 @@ import typer
 from . import __version__
 
 app = typer.Typer(name="nebula", help="Nebula: move records from sources to destinations, fast.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 state_app = typer.Typer(help="Show or reset checkpoints and run history.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
@@ -118,7 +118,7 @@ def copy_cmd(
     as_json: Annotated[bool, Opt("--json", help="Print the run summary as one JSON object.")] = False,
     debug: Annotated[bool, Opt(help="Tracebacks on errors.")] = False,
 ) -> None:
-    """Copy SOURCE to DEST, e.g. nebula copy orders.csv orders.parquet"""
+    """Copy SOURCE to DEST: nebula copy orders.csv orders.parquet"""
     global _debug
     _debug = debug
     try:
