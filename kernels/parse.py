@@ -34,6 +34,8 @@ _I64_MIN = -9223372036854775808
 _TWO53 = 9007199254740992
 _POW10 = np.array([10.0 ** k for k in range(23)], dtype=np.float64)  # all exact doubles
 _US_PER_DAY = 86400000000
+_F32_MIN_NORMAL = 1.1754943508222875e-38
+_F32_MAX = 3.4028234663852886e38
 
 
 # -- shared helpers ------------------------------------------------------------------------------
@@ -183,6 +185,92 @@ def _parse_special(buf, p, e, neg):
     return 1, -np.inf if neg else np.inf
 
 
+def _pow5_table(qmin: int, qmax: int):
+    """128-bit floors ``T`` of ``5**q`` scaled into ``[2**127, 2**128)``: ``5**q = T' * 2**E`` with
+    ``T <= T' < T + 1``."""
+    hi = np.zeros(qmax - qmin + 1, np.uint64)
+    lo = np.zeros_like(hi)
+    e2 = np.zeros(hi.shape[0], np.int64)
+    for q in range(qmin, qmax + 1):
+        if q >= 0:
+            p = 5**q
+            b = p.bit_length()
+            t, e = (p << (128 - b), b - 128) if b <= 128 else (p >> (b - 128), b - 128)
+        else:
+            p = 5**-q
+            b = p.bit_length()
+            t, e = (1 << (b + 127)) // p, -(b + 127)
+        hi[q - qmin], lo[q - qmin], e2[q - qmin] = t >> 64, t & (2**64 - 1), e
+    return hi, lo, e2
+
+
+_Q_MIN, _Q_MAX = -342, 308
+_P5_HI, _P5_LO, _P5_E2 = _pow5_table(_Q_MIN, _Q_MAX)
+_U0, _U1, _U32, _U63 = np.uint64(0), np.uint64(1), np.uint64(32), np.uint64(63)
+_M32, _M64 = np.uint64(0xFFFFFFFF), np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@njit(inline="always")
+def _mul64(a, b):
+    """``(hi, lo)`` of the 128-bit product of two uint64."""
+    a0, a1, b0, b1 = a & _M32, a >> _U32, b & _M32, b >> _U32
+    p00, p01, p10 = a0 * b0, a0 * b1, a1 * b0
+    mid = (p00 >> _U32) + (p01 & _M32) + (p10 & _M32)
+    return a1 * b1 + (p01 >> _U32) + (p10 >> _U32) + (mid >> _U32), (p00 & _M32) | ((mid & _M32) << _U32)
+
+
+@njit(inline="always")
+def _add64(a, b):
+    """``(sum mod 2**64, carry)`` of two uint64, without wrapping arithmetic."""
+    room = _M64 - b
+    if a > room:
+        return a - room - _U1, _U1
+    return a + b, _U0
+
+
+@njit(nogil=True, cache=True)
+def _eisel_lemire(w, q):
+    """``(ok, double)`` nearest to ``w * 10**q`` (``0 < w < 2**63``), after Eisel and Lemire.
+
+    The 192-bit product of the normalized ``w`` and the truncated ``5**q`` is a lower bound ``X`` of
+    the exact scaled value, which lies in ``[X, X + w)``. When both ends keep the same 54 leading bits
+    and neither is a tie, that prefix decides the rounding; otherwise (and for subnormal or overflowing
+    results) ``ok`` is False and the caller falls back to an exact parser.
+    """
+    if q < _Q_MIN or q > _Q_MAX or w <= 0:
+        return False, 0.0
+    x = np.uint64(w)
+    lz = 0
+    for step in (32, 16, 8, 4, 2, 1):
+        if (x >> np.uint64(64 - step)) == _U0:
+            x = x << np.uint64(step)
+            lz += step
+    h1, l1 = _mul64(x, _P5_HI[q - _Q_MIN])
+    h2, l2 = _mul64(x, _P5_LO[q - _Q_MIN])
+    w1, c = _add64(l1, h2)
+    w0 = h1 + c
+    shift = 10 if (w0 >> _U63) == _U1 else 9
+    ushift = np.uint64(shift)
+    m54 = w0 >> ushift
+    rest = w0 & ((_U1 << ushift) - _U1)
+    if (m54 & _U1) == _U1 and rest == _U0 and w1 == _U0 and l2 == _U0:
+        return False, 0.0  # a tie at the lower end
+    y2, c = _add64(l2, x - _U1)
+    y1, c = _add64(w1, c)
+    y0 = w0 + c
+    if (y0 >> ushift) != m54 or ((m54 & _U1) == _U1 and (y0 & ((_U1 << ushift) - _U1)) == _U0
+                                 and y1 == _U0 and y2 == _U0):
+        return False, 0.0  # the interval crosses a rounding boundary, or its upper end is a tie
+    m = (m54 + (m54 & _U1)) >> _U1
+    e2 = shift + 129 + _P5_E2[q - _Q_MIN] + q - lz
+    if m == (_U1 << np.uint64(53)):
+        m = m >> _U1
+        e2 += 1
+    if e2 < -1074 or e2 + 53 > 1024:
+        return False, 0.0
+    return True, math.ldexp(np.float64(m), int(e2))
+
+
 @njit(nogil=True, cache=True)
 def _parse_float_span(buf, s, e):
     """``(status, value)``: 0 invalid, 1 exact double in ``value``, 2 valid but needs the slow path.
@@ -253,21 +341,22 @@ def _parse_float_span(buf, s, e):
         return 0, 0.0
     if w == 0:
         return 1, -0.0 if neg else 0.0
-    if inexact:
-        return 2, 0.0
-    if w > _TWO53:
-        while w % 10 == 0:
+    if not inexact:
+        while w > _TWO53 and w % 10 == 0:
             w //= 10
             exp10 += 1
-        if w > _TWO53:
-            return 2, 0.0
-    if 22 < exp10 <= 22 + 15:
-        while exp10 > 22 and w * 10 <= _TWO53:
+        while 22 < exp10 <= 22 + 15 and w <= _TWO53 // 10:
             w *= 10
             exp10 -= 1
-    if exp10 < -22 or exp10 > 22:
+        if w <= _TWO53 and -22 <= exp10 <= 22:
+            v = np.float64(w) * _POW10[exp10] if exp10 >= 0 else np.float64(w) / _POW10[-exp10]
+            return 1, -v if neg else v
+    ok, v = _eisel_lemire(w, exp10)
+    if ok and inexact:  # the digits lie strictly between w and w + 1: both must round alike
+        ok2, v2 = _eisel_lemire(w + 1, exp10)
+        ok = ok2 and v2 == v
+    if not ok:
         return 2, 0.0
-    v = np.float64(w) * _POW10[exp10] if exp10 >= 0 else np.float64(w) / _POW10[-exp10]
     return 1, -v if neg else v
 
 
@@ -306,7 +395,8 @@ def parse_float_column(buf, starts, ends, flags, row_first, col, n, null_data, n
         v = 0.0
         if i >= 0:
             st, v = _parse_float_span(buf, s, e)
-        if st == 1 and f32 and v == v and abs(v) != np.inf and _is_f32_midpoint(v):
+        if st == 1 and f32 and v == v and abs(v) != np.inf and v != 0.0 and (
+                abs(v) < _F32_MIN_NORMAL or abs(v) > _F32_MAX or _is_f32_midpoint(v)):
             st = 2
         if st == 1:
             out_values[r] = v
@@ -332,10 +422,10 @@ def _round_float32(text: str) -> np.float32:
     d = float(text)
     with np.errstate(over="ignore"):
         f = np.float32(d)
-    if not math.isfinite(d) or d == 0.0 or float(f) == d:
-        return f
-    fv = float(f) if np.isfinite(f) else math.copysign(2.0 ** 128, d)
-    g = np.nextafter(f, np.float32(math.copysign(np.inf, d - fv)))
+        if not math.isfinite(d) or d == 0.0 or float(f) == d:
+            return f
+        fv = float(f) if np.isfinite(f) else math.copysign(2.0 ** 128, d)
+        g = np.nextafter(f, np.float32(math.copysign(np.inf, d - fv)))
     gv = float(g) if np.isfinite(g) else math.copysign(2.0 ** 128, d)
     if (fv + gv) / 2 != d:
         return f  # not a float32 midpoint: rounding through the double was exact enough

@@ -55,8 +55,9 @@ def naive_float32(raw: bytes) -> np.float32 | None:
     x = Fraction(raw.decode())
     if abs(x) >= F32_OVERFLOW:
         return np.float32(math.copysign(math.inf, d))
-    base = np.float32(d)
-    cands = [base, np.nextafter(base, np.float32(-np.inf)), np.nextafter(base, np.float32(np.inf))]
+    with np.errstate(over="ignore"):
+        base = np.float32(d)
+        cands = [base, np.nextafter(base, np.float32(-np.inf)), np.nextafter(base, np.float32(np.inf))]
     cands = [c for c in cands if np.isfinite(c)]
 
     def key(c):
@@ -66,7 +67,7 @@ def naive_float32(raw: bytes) -> np.float32 | None:
 
 
 def naive_bool(raw: bytes) -> bool | None:
-    low = raw.lower() if raw.isascii() else raw
+    low = raw.lower()
     if low in (b"true", b"t", b"yes", b"y", b"1"):
         return True
     if low in (b"false", b"f", b"no", b"n", b"0"):

@@ -157,7 +157,8 @@ float_text = st.one_of(
     st.from_regex(rb"\A[+-]?(nan|NaN|inf|INF|Infinity|infinitY|nana|in)\Z"),
     st.sampled_from([b"1e", b"1e400", b"-1e400", b"1e-400", b".", b"5.", b".5", b"e5", b"1e+", b"1.5E-3",
                      b"2.2250738585072011e-308", b"4.9e-324", b"9007199254740993", b"1e23", b"1e37",
-                     b"123456789012345678901234567890", b"0.000000000000000000000000001"]),
+                     b"123456789012345678901234567890", b"0.000000000000000000000000001",
+                     b"999999999999999999e30", b"9999999999999999999e30", b"922337203685477581e25"]),
     int_text,
 )
 
@@ -221,6 +222,35 @@ def test_float32_double_rounding_case():
         text = str(Decimal(1) + Decimal(2) ** -24 + Decimal(2) ** -60).encode()
     res, got, _ = run("float", [text, b"1.00000005960464477539062500000000001"], dtype=np.float32)
     assert got == [float(np.nextafter(np.float32(1), np.float32(2)))] * 2
+
+
+def _near_midpoint(x: float, nudge: int, digits: int) -> bytes:
+    """A decimal string at (``nudge`` 0), just above (1) or below (2) the midpoint after ``x``."""
+    with localcontext() as ctx:
+        ctx.prec = 900
+        m = (Decimal(x) + Decimal(float(np.nextafter(x, math.inf)))) / 2
+        m *= 1 + (0, 1, -1)[nudge] * Decimal(10) ** -digits
+        mant, _, ex = format(m, "e").partition("e")
+    return (mant[: digits + 2] + "e" + ex).encode()
+
+
+@SETTINGS
+@given(st.lists(st.builds(_near_midpoint, st.floats(min_value=1e-300, max_value=1e300), st.integers(0, 2),
+                          st.integers(15, 40)), max_size=10))
+def test_float64_near_midpoints(values):
+    check("float", values, lambda raw, fl: N.naive_float(raw), same=same_float)
+
+
+def test_float_eisel_lemire_covers_round_trip_reprs():
+    vals = [repr(0.1 + 0.2).encode(), b"2.718281828459045", b"1.7976931348623157e308", b"5e-324",
+            b"2.2250738585072014e-308", b"123456789012345678901234567890e-10", b"1e-30", b"6.02214076e23"]
+    res, got, _ = run("float", vals)
+    assert got == [float(v) for v in vals]
+    assert res[3] == 1  # only the subnormal 5e-324 needs Python
+    vals = [b"999999999999999999e30", b"9999999999999999999e30", b"922337203685477581e25", b"9007199254740993",
+            b"9007199254740993e22", b"1" + b"0" * 40 + b"1e-20"]
+    _, got, _ = run("float", vals)
+    assert got == [float(v) for v in vals]
 
 
 def test_float_edges():
