@@ -64,10 +64,40 @@ def _field(buf, starts, ends, row_first, col, r):
 
 
 @njit(inline="always")
-def _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null):
+def _null_filter(null_data, null_offsets):
+    """Cheap pre-checks for :func:`_is_null`: first bytes and lengths of the markers."""
+    first = np.zeros(256, dtype=np.uint8)
+    lens = np.uint64(0)
+    has_empty = False
+    long_marker = False
+    for k in range(null_offsets.shape[0] - 1):
+        a = null_offsets[k]
+        ln = null_offsets[k + 1] - a
+        if ln == 0:
+            has_empty = True
+            continue
+        first[null_data[a]] = 1
+        if ln < 64:
+            lens |= np.uint64(1) << np.uint64(ln)
+        else:
+            long_marker = True
+    return first, lens, has_empty, long_marker
+
+
+@njit(inline="always")
+def _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
     if (fl & 1) != 0 and not quoted_null:
         return False
     ln = e - s
+    if ln == 0:
+        return nf[2]
+    if ln < 64:
+        if ((nf[1] >> np.uint64(ln)) & np.uint64(1)) == np.uint64(0):
+            return False
+    elif not nf[3]:
+        return False
+    if nf[0][buf[s]] == 0:
+        return False
     for k in range(null_offsets.shape[0] - 1):
         a = null_offsets[k]
         if null_offsets[k + 1] - a != ln:
@@ -143,10 +173,11 @@ def parse_int_column(buf, starts, ends, flags, row_first, col, n, null_data, nul
     nulls = 0
     nerr = 0
     first = -1
+    nf = _null_filter(null_data, null_offsets)
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         out_values[r] = 0
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         ok = False
@@ -385,10 +416,11 @@ def parse_float_column(buf, starts, ends, flags, row_first, col, n, null_data, n
     nerr = 0
     first = -1
     nslow = 0
+    nf = _null_filter(null_data, null_offsets)
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         out_values[r] = 0
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         st = 0
@@ -496,9 +528,10 @@ def parse_bool_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
     nulls = 0
     nerr = 0
     first = -1
+    nf = _null_filter(null_data, null_offsets)
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         ok = False
@@ -630,10 +663,11 @@ def parse_date_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
     nulls = 0
     nerr = 0
     first = -1
+    nf = _null_filter(null_data, null_offsets)
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         out_values[r] = 0
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         ok = False
@@ -669,10 +703,11 @@ def parse_timestamp_column(buf, starts, ends, flags, row_first, col, n, null_dat
     nulls = 0
     nerr = 0
     first = -1
+    nf = _null_filter(null_data, null_offsets)
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         out_values[r] = 0
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         ok = False
@@ -792,11 +827,12 @@ def parse_decimal_column(buf, starts, ends, flags, row_first, col, n, null_data,
     nerr = 0
     first = -1
     nslow = 0
+    nf = _null_filter(null_data, null_offsets)
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         out_values[r, 0] = 0
         out_values[r, 1] = 0
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         st = 0
@@ -903,10 +939,12 @@ def _utf8_valid(data, s, e):
 
 @njit(nogil=True, cache=True)
 def gather_string_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
-                         quote, escape, out_offsets, out_data, out_validity, row_err, stop_at_first):
+                         quote, escape, out_offsets, out_data, out_validity, row_err, stop_at_first,
+                         validate=True):
     """Copy each value into ``out_data`` (undoing ``quote quote`` and, when ``escape >= 0``,
     ``escape x`` in fields flagged with escapes), write Arrow ``out_offsets`` (int32, ``n + 1``), and
-    validate UTF-8. Null and invalid rows get an empty slot.
+    validate UTF-8 unless ``validate`` is False (the caller validated the whole input range with
+    :func:`first_invalid_utf8`). Null and invalid rows get an empty slot.
 
     Returns ``(null_count, n_errors, first_err_row, total_bytes)``.
     """
@@ -919,10 +957,11 @@ def gather_string_column(buf, starts, ends, flags, row_first, col, n, null_data,
     pos = 0
     out_offsets[0] = 0
     cap = out_data.shape[0]
+    nf = _null_filter(null_data, null_offsets)
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         ok = i >= 0
-        if ok and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+        if ok and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             out_offsets[r + 1] = pos
             continue
@@ -943,7 +982,8 @@ def gather_string_column(buf, starts, ends, flags, row_first, col, n, null_data,
                     out_data[end] = c
                     end += 1
                     p += 1
-            ok = _utf8_valid(out_data, pos, end)
+            if validate:
+                ok = _utf8_valid(out_data, pos, end)
         if ok:
             pos = end
             out_offsets[r + 1] = pos
@@ -993,15 +1033,59 @@ def infer_column(buf, starts, ends, flags, row_first, col, n, null_data, null_of
     """
     mask = T_ALL
     nonnull = 0
+    nf = _null_filter(null_data, null_offsets)
     for r in range(min(n, row_first.shape[0])):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         if i < 0:
             mask = 0
             nonnull += 1
             continue
-        if _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null):
+        if _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             continue
         nonnull += 1
         if mask != 0:
             mask &= _candidates(buf, s, e)
     return mask, nonnull
+
+
+@njit(nogil=True, cache=True)
+def first_invalid_utf8(buf, start, end):
+    """Offset of the first byte of ``buf[start:end]`` that is not valid UTF-8, or -1.
+
+    ASCII runs are skipped eight bytes at a time; sequences are checked strictly (no overlongs,
+    surrogates or code points past U+10FFFF). A sequence cut by ``end`` is invalid.
+    """
+    p = start
+    while p < end:
+        if p + 8 <= end and ((buf[p] | buf[p + 1] | buf[p + 2] | buf[p + 3] | buf[p + 4] | buf[p + 5]
+                              | buf[p + 6] | buf[p + 7]) & 0x80) == 0:
+            p += 8
+            continue
+        c = np.int64(buf[p])
+        if c < 0x80:
+            p += 1
+            continue
+        if c < 0xC2 or c > 0xF4:
+            return p
+        need = 1 if c < 0xE0 else (2 if c < 0xF0 else 3)
+        if p + need >= end:
+            return p
+        lo = 0x80
+        hi = 0xBF
+        if c == 0xE0:
+            lo = 0xA0
+        elif c == 0xED:
+            hi = 0x9F
+        elif c == 0xF0:
+            lo = 0x90
+        elif c == 0xF4:
+            hi = 0x8F
+        c1 = np.int64(buf[p + 1])
+        if c1 < lo or c1 > hi:
+            return p
+        for q in range(2, need + 1):
+            cq = np.int64(buf[p + q])
+            if cq < 0x80 or cq > 0xBF:
+                return p
+        p += need + 1
+    return -1

@@ -62,11 +62,18 @@ def parse_tokens(src, tok, batch, rejects) -> ParseStats:
         rejected += idx.shape[0]
     m = rows.shape[0]
     stop = o.on_error == "fail"
+    validate = True
+    if src._has_text and n:
+        from ...kernels.parse import first_invalid_utf8
+
+        lo = int(tok.row_offset[0])
+        hi = int(tok.ends[rf[n] - 1]) + 1 if rf[n] > 0 else lo
+        validate = first_invalid_utf8(buf, lo, min(hi, tok.block.n)) >= 0
     while True:
         row_err, slow = _scratch(m)
         err_col = None
         for j, f in enumerate(schema):
-            first = _parse_column(src, buf, tok, rows, j, f, batch.columns[j], m, row_err, slow, stop)
+            first = _parse_column(src, buf, tok, rows, j, f, batch.columns[j], m, row_err, slow, stop, validate)
             if first >= 0:
                 if stop:
                     raise _coercion_error(src, tok, buf, base, rows, lines, first, j, f)
@@ -126,7 +133,7 @@ def _coercion_error(src, tok, buf, base, rows, lines, r, j, f) -> TypeCoercionEr
     return TypeCoercionError(reason, path=tok.path, line=int(lines[r]), column=f.name, offset=base + s, raw=raw)
 
 
-def _parse_column(src, buf, tok, rows, j, f, col, m, row_err, slow, stop) -> int:
+def _parse_column(src, buf, tok, rows, j, f, col, m, row_err, slow, stop, validate=True) -> int:
     """Run the kernel for column ``j``; returns the first error row or -1."""
     from ...kernels import parse as kp
 
@@ -139,7 +146,7 @@ def _parse_column(src, buf, tok, rows, j, f, col, m, row_err, slow, stop) -> int
         total = kp.string_column_size(buf, st, en, fl, rows, j, m)
         data = col.reserve_data(int(total))
         nulls, nerr, first, _ = kp.gather_string_column(buf, st, en, fl, rows, j, m, nd, no, qn, src._q, src._esc,
-                                                        col.offsets, data, col.validity, row_err, stop)
+                                                        col.offsets, data, col.validity, row_err, stop, validate)
     else:
         nd, no = src._nulls_typed
         if t.is_integer:

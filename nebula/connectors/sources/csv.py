@@ -236,6 +236,7 @@ class CsvSource(Source):
         if o.columns:
             schema = schema.with_types(o.columns)
         self._schema = schema
+        self._has_text = any(f.type.is_varlen for f in schema)
         self._nulls_typed = _marker_table(o.null_values if o.null_values is not None else PYARROW_NULLS)
         self._nulls_string = _marker_table(o.null_values if o.null_values is not None else ("",))
         ncap = max(1, o.batch_rows)
