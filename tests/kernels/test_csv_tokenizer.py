@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nebula.kernels import csv as k
 
+from nebula.kernels import csv as k
 from tests.naive_csv import naive_split
 
 

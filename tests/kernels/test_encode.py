@@ -18,9 +18,9 @@ import pyarrow.csv as pacsv
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nebula.kernels import encode as k
 
 from nebula.connectors.destinations.files import CHUNK_ROWS, TextEncoder
+from nebula.kernels import encode as k
 from nebula.schema import Field, Schema
 from nebula.types import parse_type
 
