@@ -1,0 +1,327 @@
+"""``python -m benchmarks.run``: Nebula against its peers, whole processes side by side (see BENCHMARKS.md).
+
+Each (task, tool) runs ``--repeat`` times as a separate process (``python -m benchmarks.tasks.<task>``),
+round-robin over the tools so that noise on a shared machine spreads evenly. For every run the runner
+takes the whole-process wall time and the process tree's peak RSS (``os.wait4``: the largest
+``ru_maxrss`` of the child and the descendants it waited for — a maximum, never a sum). The tables give
+medians; ``benchmarks/RESULTS.md`` and ``benchmarks/results.png`` are rewritten (see ``--out``).
+
+Example (the quick smoke run, well under a minute)::
+
+    python -m benchmarks.run --rows 20000 --repeat 1 --tasks csv_parquet --tools nebula,pyarrow --out /tmp/x.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "benchmarks" / "data"
+BIN = Path(sys.executable).parent
+PEER_MODULES = {"polars": "polars", "duckdb": "duckdb", "pandas": "pandas", "dlt": "dlt",
+                "matplotlib": "matplotlib", "psutil": "psutil"}
+TASKS = ("csv_parquet", "jsonl_parquet", "memory", "cold_start", "scaling")
+DEFAULT_TOOLS = {
+    "csv_parquet": ["nebula", "pyarrow", "pyarrow-stream", "polars", "polars-typed", "duckdb", "pandas", "dlt"],
+    "jsonl_parquet": ["nebula", "pyarrow", "polars", "polars-typed", "duckdb", "dlt"],
+    "memory": ["nebula", "pyarrow", "pyarrow-dict", "polars"],
+}
+OPTIONAL_TOOLS = {"csv_parquet": ["dlt-rows"], "jsonl_parquet": ["dlt-rows"]}
+
+
+def ensure_peers() -> None:
+    """Install the ``bench`` extra when a peer is missing (``make bench`` installs only ``.[all,dev]``)."""
+    missing = [name for name, mod in PEER_MODULES.items() if importlib.util.find_spec(mod) is None]
+    if not missing:
+        return
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "-e", ".[bench]"]
+    print(f"benchmarks: missing {', '.join(missing)}; running: {shlex.join(cmd)}", flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    importlib.invalidate_caches()
+
+
+@dataclass
+class Run:
+    """One whole process: wall seconds, peak RSS (MiB), exit code and its JSON report (if any)."""
+
+    wall: float
+    rss_mib: float
+    code: int
+    report: dict = field(default_factory=dict)
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0 and bool(self.report.get("ok"))
+
+    @property
+    def seconds(self) -> float:
+        """Whole-process seconds of the work: the tool's own process for the nebula CLI (the script
+        only wraps it), else this process minus the output check (reading Parquet footers)."""
+        if "process_seconds" in self.report:
+            return float(self.report["process_seconds"])
+        return self.wall - float(self.report.get("validate_seconds") or 0.0)
+
+    @property
+    def error(self) -> str:
+        if self.report.get("error"):
+            return str(self.report["error"])
+        lines = [ln for ln in self.stderr.strip().splitlines() if ln.strip()]
+        return f"exit {self.code}: {lines[-1] if lines else 'no output'}"
+
+
+def measure(argv: list[str], env: dict | None = None, timeout: float = 3600.0) -> Run:
+    """Run ``argv`` from the repo root; wall time around the process and its tree's peak RSS."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - start
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    report = {}
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)
+                break
+            except ValueError:
+                pass
+    if code < 0 and not report.get("error"):
+        report["error"] = f"killed by signal {-code}" + (f" (timeout {timeout:.0f} s)" if wall >= timeout else "")
+    return Run(wall, usage.ru_maxrss / 1024.0, code, report, stderr)
+
+
+@dataclass
+class Result:
+    """The runs of one (task, tool, variant)."""
+
+    task: str
+    tool: str
+    rows: int
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def good(self) -> list[Run]:
+        return [r for r in self.runs if r.ok]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.runs) and len(self.good) == len(self.runs)
+
+    @property
+    def unsupported(self) -> bool:
+        return any(r.report.get("unsupported") for r in self.runs)
+
+    @property
+    def seconds(self) -> float | None:
+        return statistics.median(r.seconds for r in self.good) if self.good else None
+
+    @property
+    def inner(self) -> float | None:
+        vals = [r.report["seconds"] for r in self.good if r.report.get("seconds") is not None]
+        return statistics.median(vals) if vals else None
+
+    @property
+    def rss(self) -> float | None:
+        return statistics.median(r.rss_mib for r in self.good) if self.good else None
+
+    @property
+    def rows_per_s(self) -> float | None:
+        s = self.seconds
+        return self.rows / s if s else None
+
+    @property
+    def error(self) -> str:
+        bad = [r for r in self.runs if not r.ok]
+        return bad[0].error if bad else ""
+
+
+def task_cmd(task: str, tool: str, inp: Path, out: Path | None, rows: int, threads: int | None = None) -> list[str]:
+    argv = [sys.executable, "-m", f"benchmarks.tasks.{task}", "--tool", tool, "--input", str(inp),
+            "--output", str(out) if out else "-", "--rows", str(rows)]
+    if threads:
+        argv += ["--threads", str(threads)]
+    return argv
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _describe(res: Result, run: Run) -> str:
+    if run.ok:
+        return f"{run.seconds:.2f} s, {run.rss_mib:.0f} MiB"
+    return run.error
+
+
+def run_round_robin(jobs: list[tuple[Result, list[str], dict | None]], repeat: int) -> None:
+    """Every job once per round, ``repeat`` rounds; an unsupported tool is not retried."""
+    for i in range(repeat):
+        for res, argv, env in jobs:
+            if res.unsupported:
+                continue
+            run = measure(argv, env)
+            res.runs.append(run)
+            log(f"  [{i + 1}/{repeat}] {res.task:<14} {res.tool:<16} {_describe(res, run)}")
+
+
+def data_file(rows: int, fmt: str) -> Path:
+    from nebula.sample import generate
+
+    path = DATA / f"orders_{rows}.{fmt}"
+    t = time.perf_counter()
+    existed = path.exists()
+    generate(path, rows, fmt)
+    if not existed or time.perf_counter() - t > 1:
+        log(f"data: {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:,.0f} MB, "
+            f"{time.perf_counter() - t:.1f} s)")
+    return path
+
+
+def tools_for(task: str, wanted: list[str] | None) -> list[str]:
+    known = DEFAULT_TOOLS[task] + OPTIONAL_TOOLS.get(task, [])
+    if not wanted:
+        return list(DEFAULT_TOOLS[task])
+    return [t for t in wanted if t in known]
+
+
+def bench_copy(task: str, fmt: str, rows: int, tools: list[str], repeat: int, tmp: Path) -> list[Result]:
+    inp = data_file(rows, fmt)
+    results, jobs = [], []
+    for tool in tools:
+        res = Result(task, tool, rows)
+        results.append(res)
+        jobs.append((res, task_cmd(task, tool, inp, tmp / f"{task}-{tool}.parquet", rows), None))
+    log(f"{task}: {rows:,} rows, tools {', '.join(tools)}, {repeat} run(s) each")
+    run_round_robin(jobs, repeat)
+    return results
+
+
+def bench_memory(rows: int, tools: list[str], sizes: list[int], repeat: int, tmp: Path) -> dict:
+    inp = data_file(rows, "csv")
+    held = []
+    log(f"memory: bytes per record held ({rows:,} rows), tools {', '.join(tools)}")
+    jobs = []
+    for tool in tools:
+        res = Result("memory", tool, rows)
+        held.append(res)
+        jobs.append((res, task_cmd("memory", tool, inp, None, rows), None))
+    run_round_robin(jobs, 1)
+    flat = []
+    for n in sizes:
+        path = data_file(n, "csv")
+        res = Result("memory-rss", "nebula", n)
+        flat.append(res)
+        log(f"memory: peak RSS of nebula csv→parquet, {n:,} rows")
+        run_round_robin([(res, task_cmd("csv_parquet", "nebula", path, tmp / f"rss-{n}.parquet", n), None)],
+                        repeat if n <= 10_000_000 else 1)
+        (tmp / f"rss-{n}.parquet").unlink(missing_ok=True)
+    return {"held": held, "flat": flat}
+
+
+def bench_cold_start(repeat: int, tmp: Path) -> dict:
+    from nebula.sample import generate
+
+    tiny = generate(tmp / "tiny.csv", 1000, "csv")
+    nebula = str(BIN / "nebula")
+    log("cold_start: nebula --help ×5; tiny copy with an empty, then warm NUMBA_CACHE_DIR")
+    helps = [measure([nebula, "--help"]) for _ in range(5)]
+    cold, warm, default = [], [], []
+    copy = [nebula, "copy", str(tiny), str(tmp / "tiny.parquet"), "--no-progress"]
+    for i in range(max(1, min(repeat, 3))):
+        cache = tempfile.mkdtemp(prefix="nebula-numba-cache-", dir=tmp)
+        cold.append(measure(copy, {"NUMBA_CACHE_DIR": cache}))
+        warm.append(measure(copy, {"NUMBA_CACHE_DIR": cache}))
+        default.append(measure(copy))
+        log(f"  [{i + 1}] empty cache {cold[-1].wall:.2f} s, warm {warm[-1].wall:.2f} s, "
+            f"installed cache {default[-1].wall:.2f} s")
+    return {"help": helps, "cold": cold, "warm": warm, "default": default}
+
+
+def bench_scaling(rows: int, repeat: int, tmp: Path) -> list[Result]:
+    inp = data_file(rows, "csv")
+    results, jobs = [], []
+    for task in ("csv_parquet", "csv_null"):
+        for threads in (1, 2):
+            res = Result(task, f"nebula --threads {threads}", rows)
+            results.append(res)
+            out = tmp / f"scaling-{threads}.parquet" if task == "csv_parquet" else None
+            jobs.append((res, task_cmd(task, "nebula", inp, out, rows, threads), None))
+    log(f"scaling: nebula with 1 and 2 threads, {rows:,} rows")
+    run_round_robin(jobs, repeat)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--tasks", default="csv_parquet,jsonl_parquet,memory,cold_start",
+                        help=f"comma-separated, of: {', '.join(TASKS)}")
+    parser.add_argument("--tools", default=None,
+                        help="comma-separated subset (default: every peer of each task; dlt-rows only when named)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sizes", default=None,
+                        help="memory task: row counts for nebula's peak RSS, e.g. 5000000,50000000 (default: --rows)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    args = parser.parse_args(argv)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        parser.error(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+    if args.repeat < 1 or args.rows < 1:
+        parser.error("--rows and --repeat must be >= 1")
+    wanted = [t.strip() for t in args.tools.split(",")] if args.tools else None
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.rows]
+
+    ensure_peers()
+    from benchmarks import report
+
+    command = "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv)
+    started = time.time()
+    load_before = os.getloadavg()
+    out_md = Path(args.out)
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="nebula-bench-", dir=DATA if DATA.is_dir() else None) as d:
+        tmp = Path(d)
+        if "csv_parquet" in tasks:
+            results["csv_parquet"] = bench_copy("csv_parquet", "csv", args.rows,
+                                                tools_for("csv_parquet", wanted), args.repeat, tmp)
+        if "jsonl_parquet" in tasks:
+            results["jsonl_parquet"] = bench_copy("jsonl_parquet", "jsonl", args.rows,
+                                                  tools_for("jsonl_parquet", wanted), args.repeat, tmp)
+        if "memory" in tasks:
+            results["memory"] = bench_memory(args.rows, tools_for("memory", wanted), sizes, args.repeat, tmp)
+        if "cold_start" in tasks:
+            results["cold_start"] = bench_cold_start(args.repeat, tmp)
+        if "scaling" in tasks:
+            results["scaling"] = bench_scaling(args.rows, args.repeat, tmp)
+    info = {"command": command, "started": started, "seconds": time.time() - started,
+            "load_before": load_before, "load_after": os.getloadavg()}
+    text = report.write(results, info, out_md)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
