@@ -17,7 +17,7 @@ from .schema import Schema
 from .types import LogicalType, parse_type
 
 _SOURCE_KEYS = ("delimiter", "quote", "escape", "header", "names", "skip_rows", "comment", "null_values",
-                "quoted_null", "encoding", "block_size", "sample_bytes")
+                "quoted_null", "encoding", "block_size", "sample_bytes", "dictionary", "dictionary_max")
 
 
 def _default_threads() -> int:

@@ -79,7 +79,7 @@ class Column:
         total = (n + 7) // 8 if self.null_count else 0
         if t.is_varlen:
             if self.dictionary is not None:
-                total += 4 * n
+                total += 4 * n + self.dictionary.nbytes
             else:
                 total += 4 * (n + 1) + int(self.offsets[n]) if n else 0
         elif t.kind == "bool":

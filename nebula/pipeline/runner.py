@@ -99,7 +99,8 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
     rejects = rejects or Rejects(policy="fail")
     schema = source.schema
     threads = max(1, int(threads))
-    pool = BatchPool(schema, batch_rows, threads + 2)
+    pool = BatchPool(schema, batch_rows, threads + 2,
+                     dict_columns=frozenset(getattr(source, "dict_columns", None) or ()))
     work: queue.Queue = queue.Queue(maxsize=threads + 1)
     done: dict[int, tuple] = {}
     done_cv = threading.Condition()

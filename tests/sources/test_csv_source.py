@@ -284,3 +284,16 @@ def _mem():
     from nebula.connectors.destinations.memory import MemoryDestination
 
     return MemoryDestination()
+
+
+def test_dictionary_columns_and_fallback(tmp_path):
+    import pyarrow.types as pt
+
+    lines = ["k,v"] + [f"{'abc'[i % 3]},{i}" for i in range(500)] + [f"x{i},{i}" for i in range(500)]
+    p = write(tmp_path, "\n".join(lines) + "\n")
+    t = nebula.read_csv(p, batch_rows=100, dictionary_max=16, sample_bytes=2000)
+    assert pt.is_dictionary(t.schema.field("k").type)
+    assert t.column("k").to_pylist() == ["abc"[i % 3] for i in range(500)] + [f"x{i}" for i in range(500)]
+    plain = nebula.read_csv(p, dictionary="none")
+    assert pt.is_string(plain.schema.field("k").type)
+    assert plain.column("k").to_pylist() == t.column("k").to_pylist()

@@ -17,6 +17,50 @@ from ..base import ParseStats
 _local = threading.local()
 
 
+def _dict_scratch(max_entries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread hash table and dictionary buffers for ``max_entries`` entries."""
+    d = getattr(_local, "d", None)
+    if d is None or d[1].shape[0] < max_entries + 1:
+        size = 1 << max(4, int(2 * max_entries - 1).bit_length())
+        d = (np.empty(size, dtype=np.int32), np.empty(max_entries + 1, dtype=np.int32),
+             np.empty(max(1 << 16, max_entries * 64), dtype=np.uint8))
+        _local.d = d
+    return d
+
+
+def _dict_column(src, buf, tok, rows, j, col, m, row_err, stop, validate) -> tuple[int, int]:
+    """Dictionary-encode column ``j`` into ``col``; falls back to Arrow's encoder on overflow."""
+    import pyarrow as pa
+
+    from ...kernels import dictionary as kd
+    from ...kernels import parse as kp
+
+    nd, no = src._nulls_string
+    table, doff, ddata = _dict_scratch(src.opts.dictionary_max)
+    nulls, nerr, first, k, status = kd.dict_encode_column(
+        buf, tok.starts, tok.ends, tok.flags, rows, j, m, nd, no, src.opts.quoted_null, src._q, src._esc, table,
+        doff, ddata, src.opts.dictionary_max, col.values, col.validity, row_err, stop, validate)
+    if status == kd.OK:
+        used = int(doff[k])
+        col.dictionary = pa.Array.from_buffers(pa.string(), int(k), [None, pa.py_buffer(doff[:k + 1].copy()),
+                                                                     pa.py_buffer(ddata[:used].copy())])
+        return int(nulls), int(first)
+    # too many distinct values in this batch: plain strings, then Arrow's (C++) dictionary encoder
+    col.validity[:] = 0
+    row_err[:m] = 0
+    total = kp.string_column_size(buf, tok.starts, tok.ends, tok.flags, rows, j, m)
+    data = col.reserve_data(int(total))
+    nulls, nerr, first, _ = kp.gather_string_column(buf, tok.starts, tok.ends, tok.flags, rows, j, m, nd, no,
+                                                    src.opts.quoted_null, src._q, src._esc, col.offsets, data,
+                                                    col.validity, row_err, stop, validate)
+    valid = pa.py_buffer(col.validity) if nulls else None
+    arr = pa.Array.from_buffers(pa.string(), m, [valid, pa.py_buffer(col.offsets), pa.py_buffer(data)], int(nulls))
+    enc = arr.dictionary_encode()
+    col.values[:m] = np.asarray(enc.indices.fill_null(0))
+    col.dictionary = enc.dictionary
+    return int(nulls), int(first)
+
+
 def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
     s = getattr(_local, "s", None)
     if s is None or s[0].shape[0] < n:
@@ -141,7 +185,9 @@ def _parse_column(src, buf, tok, rows, j, f, col, m, row_err, slow, stop, valida
     kind = t.kind
     st, en, fl = tok.starts, tok.ends, tok.flags
     qn = src.opts.quoted_null
-    if t.is_varlen:
+    if col.dict_encoded:
+        nulls, first = _dict_column(src, buf, tok, rows, j, col, m, row_err, stop, validate)
+    elif t.is_varlen:
         nd, no = src._nulls_string
         total = kp.string_column_size(buf, st, en, fl, rows, j, m)
         data = col.reserve_data(int(total))

@@ -54,6 +54,8 @@ class CsvOptions:
     schema: Schema | None = None
     on_error: str = "fail"
     threads: int = 2
+    dictionary: str | list[str] = "auto"
+    dictionary_max: int = 4096
 
     @classmethod
     def from_dict(cls, opts: dict) -> CsvOptions:
@@ -237,6 +239,7 @@ class CsvSource(Source):
             schema = schema.with_types(o.columns)
         self._schema = schema
         self._has_text = any(f.type.is_varlen for f in schema)
+        self.dict_columns = self._choose_dict_columns(sample, tok, first_data, n, schema)
         self._nulls_typed = _marker_table(o.null_values if o.null_values is not None else PYARROW_NULLS)
         self._nulls_string = _marker_table(o.null_values if o.null_values is not None else ("",))
         ncap = max(1, o.batch_rows)
@@ -340,6 +343,45 @@ class CsvSource(Source):
                                             self.opts.quoted_null)
             fields.append(Field(nm, _type_from_mask(int(mask), int(nonnull))))
         return Schema(fields)
+
+    def _choose_dict_columns(self, buf, tok, first, n, schema) -> frozenset[str]:
+        """Text columns to dictionary-encode: named ones, or (auto) those repetitive in the sample."""
+        o = self.opts
+        if o.dictionary in ("none", None, False) or not o.dictionary:
+            return frozenset()
+        text = [f.name for f in schema if f.type.kind == "string"]
+        if isinstance(o.dictionary, list | tuple):
+            unknown = [c for c in o.dictionary if c not in schema]
+            if unknown:
+                raise ConfigError(f"dictionary: unknown column(s) {', '.join(unknown)}")
+            return frozenset(c for c in o.dictionary if c in text)
+        from ...kernels import dictionary as kd
+
+        ncol = len(schema)
+        counts = tok.row_first[first + 1:n + 1] - tok.row_first[first:n]
+        rows = tok.row_first[first:n][counts == ncol]
+        m = rows.shape[0]
+        if m < 64:
+            return frozenset()
+        limit = min(o.dictionary_max, m // 8)
+        size = 1 << max(4, int(2 * limit - 1).bit_length())
+        table = np.empty(size, dtype=np.int32)
+        doff = np.empty(limit + 1, dtype=np.int32)
+        ddata = np.empty(max(1 << 16, limit * 64), dtype=np.uint8)
+        codes = np.empty(m, dtype=np.int32)
+        valid = np.zeros(m // 8 + 9, dtype=np.uint8)
+        err = np.zeros(m, dtype=np.uint8)
+        nd, no = _marker_table(o.null_values if o.null_values is not None else ("",))
+        chosen = []
+        for name in text:
+            j = schema.index(name)
+            valid[:] = 0
+            err[:] = 0
+            r = kd.dict_encode_column(buf, tok.starts, tok.ends, tok.flags, rows, j, m, nd, no, o.quoted_null,
+                                      self._q, self._esc, table, doff, ddata, limit, codes, valid, err, False, True)
+            if r[4] == kd.OK and r[1] == 0:
+                chosen.append(name)
+        return frozenset(chosen)
 
     # -- reading ----------------------------------------------------------------------------------
     def read(self) -> Iterator[_Tokens]:

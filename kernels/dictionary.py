@@ -1,0 +1,128 @@
+"""Dictionary encoding of text columns: int32 codes plus a dictionary, built by a hash table in a kernel.
+
+The table is open addressing with linear probing over a power-of-two ``table`` of int32 slots (-1 =
+empty). Entries live in ``dict_offsets`` (int32, entries + 1) and ``dict_data`` (uint8). When a new
+value would exceed ``max_entries`` or the bytes of ``dict_data`` the kernel stops and reports
+overflow, and the caller falls back to plain strings for that batch.
+"""
+
+import numpy as np
+from numba import njit
+
+from .parse import _field, _is_null, _null_filter, _utf8_valid
+
+OK = 0
+OVERFLOW = 1
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@njit(inline="always")
+def _hash(data, s, e):
+    h = _FNV_OFFSET
+    for p in range(s, e):
+        h = (h ^ np.uint64(data[p])) * _FNV_PRIME
+    return h ^ (h >> np.uint64(29))
+
+
+@njit(inline="always")
+def _same(data, s, e, dd, a, b):
+    if e - s != b - a:
+        return False
+    for t in range(e - s):
+        if data[s + t] != dd[a + t]:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
+                       quote, escape, table, dict_offsets, dict_data, max_entries, out_codes, out_validity,
+                       row_err, stop_at_first, validate):
+    """Encode column ``col`` of rows ``0..n-1`` as codes into ``out_codes`` (int32).
+
+    ``table`` (int32, power-of-two length >= 2 * max_entries) is cleared here. New entries are
+    UTF-8 validated when ``validate`` (each distinct value once). Null rows get code 0 and no
+    validity bit; invalid rows are errors as in the parse kernels.
+
+    Returns ``(null_count, n_errors, first_err_row, n_entries, status)``; status OVERFLOW means
+    the dictionary would exceed ``max_entries`` entries or ``dict_data``: the outputs are then
+    incomplete.
+    """
+    table[:] = -1
+    mask = np.uint64(table.shape[0] - 1)
+    cap = dict_data.shape[0]
+    nf = _null_filter(null_data, null_offsets)
+    nulls = 0
+    nerr = 0
+    first = -1
+    n_entries = 0
+    used = 0
+    dict_offsets[0] = 0
+    for r in range(n):
+        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+            out_codes[r] = 0
+            nulls += 1
+            continue
+        if i < 0:
+            ok = False
+        else:
+            ok = True
+            src = buf
+            escaped = (flags[i] & 2) != 0
+            if escaped:
+                # undo escapes into the free tail of dict_data, then look that up
+                if used + (e - s) > cap:
+                    return nulls, nerr, first, n_entries, OVERFLOW
+                w = used
+                p = s
+                while p < e:
+                    c = buf[p]
+                    if p + 1 < e and ((c == quote and buf[p + 1] == quote) or (escape >= 0 and c == escape)):
+                        p += 1
+                        c = buf[p]
+                    dict_data[w] = c
+                    w += 1
+                    p += 1
+                src = dict_data
+                s, e = used, w
+            h = _hash(src, s, e)
+            slot = h & mask
+            code = -1
+            while True:
+                k = table[slot]
+                if k < 0:
+                    break
+                if _same(src, s, e, dict_data, dict_offsets[k], dict_offsets[k + 1]):
+                    code = k
+                    break
+                slot = (slot + np.uint64(1)) & mask
+            if code < 0:
+                if n_entries >= max_entries or used + (e - s) > cap:
+                    return nulls, nerr, first, n_entries, OVERFLOW
+                if not escaped:
+                    dict_data[used:used + (e - s)] = buf[s:e]
+                ln = e - s
+                if validate and not _utf8_valid(dict_data, used, used + ln):
+                    ok = False
+                else:
+                    used += ln
+                    code = n_entries
+                    dict_offsets[n_entries + 1] = used
+                    table[slot] = code
+                    n_entries += 1
+            if ok:
+                out_codes[r] = code
+                out_validity[r >> 3] |= np.uint8(1 << (r & 7))
+                continue
+        out_codes[r] = 0
+        row_err[r] = 1
+        nerr += 1
+        nulls += 1
+        if first < 0:
+            first = r
+        if stop_at_first:
+            return nulls, nerr, first, n_entries, OK
+    return nulls, nerr, first, n_entries, OK
