@@ -230,8 +230,8 @@ def write(results: dict, info: dict, out_md: Path) -> str:
              "How: every (task, tool) is a separate process (`python -m benchmarks.tasks.<task> --tool T`). "
              "*Whole process* is the wall time of that process minus its output check (reading the Parquet "
              "footers); for nebula it is the wall time of the `nebula copy ... --no-progress` process itself. "
-             "*rows/s* = rows ÷ that median. *Peak RSS* is the largest `ru_maxrss` in the process tree (from "
-             "`wait4`). *In-script s* is the time around the work inside the process (no interpreter start "
+             "*rows/s* = rows ÷ that median. *Peak RSS* is the process's own maximum (`/usr/bin/time -f %M`: its "
+             "`ru_maxrss`, or a waited-for child's if larger — the nebula CLI under its wrapper). *In-script s* is the time around the work inside the process (no interpreter start "
              "or imports for the peers). Outputs are checked: the Parquet row count must equal the input's.", ""]
     if png.exists():
         png.unlink()

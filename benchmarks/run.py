@@ -2,8 +2,8 @@
 
 Each (task, tool) runs ``--repeat`` times as a separate process (``python -m benchmarks.tasks.<task>``),
 round-robin over the tools so that noise on a shared machine spreads evenly. For every run the runner
-takes the whole-process wall time and the process tree's peak RSS (``os.wait4``: the largest
-``ru_maxrss`` of the child and the descendants it waited for — a maximum, never a sum). The tables give
+takes the whole-process wall time and its peak RSS (``/usr/bin/time -f "%e %M"``: the largest
+``ru_maxrss`` of the process and the descendants it waited for — a maximum, never a sum). The tables give
 medians; ``benchmarks/RESULTS.md`` and ``benchmarks/results.png`` are rewritten (see ``--out``).
 
 Example (the quick smoke run, well under a minute)::
@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,23 +81,56 @@ class Run:
         return f"exit {self.code}: {lines[-1] if lines else 'no output'}"
 
 
+TIME = Path("/usr/bin/time")
+# Used when /usr/bin/time is missing: a small process that forks, execs the command and reports its
+# ru_maxrss. A launcher is needed either way: Linux folds the RSS high-water mark of the address space
+# that exec replaces into the new process's ru_maxrss, so a command spawned straight from this (large)
+# runner would report at least the runner's own RSS.
+_LAUNCHER = (
+    "import os, sys\n"
+    "out, argv = sys.argv[1], sys.argv[2:]\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    try:\n"
+    "        os.execvp(argv[0], argv)\n"
+    "    finally:\n"
+    "        os._exit(127)\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "open(out, 'w').write(f'0 {usage.ru_maxrss}\\n')\n"
+    "sys.exit(os.waitstatus_to_exitcode(status) % 256)\n"
+)
+
+
 def measure(argv: list[str], env: dict | None = None, timeout: float = 3600.0) -> Run:
-    """Run ``argv`` from the repo root; wall time around the process and its tree's peak RSS."""
+    """Run ``argv`` from the repo root: wall time around the process, and its peak RSS.
+
+    The peak RSS is the process's own ``ru_maxrss`` (the largest of it and the descendants it waited
+    for: a maximum, never a sum), taken by ``/usr/bin/time -f "%e %M"`` (or an equivalent launcher).
+    """
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
+        if TIME.exists():
+            wrapped = [str(TIME), "-f", "%e %M", "-o", rss_file.name, *argv]
+        else:
+            wrapped = [sys.executable, "-S", "-c", _LAUNCHER, rss_file.name, *argv]
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
+        proc = subprocess.Popen(wrapped, cwd=ROOT, env=full_env, stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL)
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
         wall = time.perf_counter() - start
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        rss_kib = 0.0
+        for line in rss_file.read().splitlines():  # GNU time prefixes "Command exited with non-zero status"
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                rss_kib = float(parts[1])
     report = {}
     for line in reversed(stdout.strip().splitlines()):
         if line.startswith("{"):
@@ -107,9 +139,9 @@ def measure(argv: list[str], env: dict | None = None, timeout: float = 3600.0) -
                 break
             except ValueError:
                 pass
-    if code < 0 and not report.get("error"):
-        report["error"] = f"killed by signal {-code}" + (f" (timeout {timeout:.0f} s)" if wall >= timeout else "")
-    return Run(wall, usage.ru_maxrss / 1024.0, code, report, stderr)
+    if code != 0 and not report.get("error") and wall >= timeout:
+        report["error"] = f"killed after the {timeout:.0f} s timeout"
+    return Run(wall, rss_kib / 1024.0, code, report, stderr)
 
 
 @dataclass
