@@ -408,7 +408,7 @@ class ParquetDestination(Destination):
     def __init__(self, url_or_path: str, *, options: dict | None = None) -> None:
         self.path = os.path.abspath(local_path(url_or_path))
         self.options = _options(options, ("compression", "compression_level", "row_group_rows",
-                                          "row_group_bytes"), self.path)
+                                          "row_group_bytes", "use_dictionary"), self.path)
         self.compression = str(self.options.get("compression", "zstd")).lower()
         if self.compression not in _PARQUET_CODECS:
             raise ConfigError(f"{self.path}: unknown Parquet compression {self.compression!r}; "
@@ -424,36 +424,75 @@ class ParquetDestination(Destination):
         self._pending: list = []
         self._pending_rows = 0
         self._pending_bytes = 0
+        self._encoder = None
+        self._encoder_error: BaseException | None = None
 
     def open(self, schema, *, mode: str = "replace", table: str | None = None, key: list[str] | None = None) -> None:
         _check_mode(mode, self.capabilities.modes, self.path)
         self._schema = schema
+        self._encoder_error = None
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         self._file = AtomicFile(self.path, open_stream=False)
 
     def write(self, batch) -> int:
         if self._file is None:
             raise DestinationError(f"{self.path}: write() before open()")
+        self._raise_encoder_error()
         n = batch.length
         if n == 0:
             return 0
-        rb = batch.to_arrow()
+        rb = batch.to_arrow(copy=True)  # the batch's buffers are reused after this call
         nbytes = rb.nbytes
-        if not self._pending and (n >= self.row_group_rows or nbytes >= self.row_group_bytes):
-            self._write_tables([rb])  # large enough on its own: no copy
-            return nbytes
-        self._pending.append(_copy_batch(rb))  # the batch's buffers are reused after this call
+        self._pending.append(rb)
         self._pending_rows += n
         self._pending_bytes += nbytes
         if self._pending_rows >= self.row_group_rows or self._pending_bytes >= self.row_group_bytes:
             self._flush()
         return nbytes
 
+    # Row groups are encoded by a background thread (Arrow releases the GIL), so parsing goes on
+    # while a row group is compressed. At most one row group waits in the queue: memory stays bounded.
     def _flush(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self._pending_rows = self._pending_bytes = 0
-            self._write_tables(pending)
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._pending_rows = self._pending_bytes = 0
+        if self._encoder is None:
+            import queue
+            import threading
+
+            self._queue = queue.Queue(maxsize=1)
+            self._encoder = threading.Thread(target=self._encode_loop, name="nebula-parquet-encoder", daemon=True)
+            self._encoder.start()
+        while True:
+            self._raise_encoder_error()
+            try:
+                self._queue.put(pending, timeout=0.1)
+                return
+            except Exception:  # queue.Full: the encoder is busy; wait (backpressure)
+                continue
+
+    def _encode_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._encoder_error is not None:
+                continue
+            try:
+                self._write_tables(item)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the writer thread
+                self._encoder_error = e
+
+    def _raise_encoder_error(self) -> None:
+        if self._encoder_error is not None:
+            raise self._encoder_error
+
+    def _stop_encoder(self) -> None:
+        if self._encoder is not None:
+            self._queue.put(None)
+            self._encoder.join()
+            self._encoder = None
 
     def _write_tables(self, batches) -> None:
         import pyarrow as pa
@@ -469,12 +508,17 @@ class ParquetDestination(Destination):
             raise destination_error(self.path, e) from e
 
     def _open_writer(self, arrow_schema) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         comp = None if self.compression == "none" else self.compression
+        use_dict = self.options.get("use_dictionary")
+        if use_dict is None:  # Parquet dictionary pages for the columns we dictionary-encoded
+            use_dict = [f.name for f in arrow_schema if pa.types.is_dictionary(f.type)] or False
         try:
             self._writer = pq.ParquetWriter(self._file.temp_path, arrow_schema, compression=comp,
-                                            compression_level=self.level if comp else None)
+                                            compression_level=self.level if comp else None,
+                                            use_dictionary=use_dict)
         except OSError as e:
             raise destination_error(self.path, e) from e
 
@@ -483,6 +527,8 @@ class ParquetDestination(Destination):
             return
         try:
             self._flush()
+            self._stop_encoder()
+            self._raise_encoder_error()
             if self._writer is None:
                 self._open_writer(self._schema.to_arrow())
             self._writer.close()
@@ -494,6 +540,11 @@ class ParquetDestination(Destination):
         f.commit()
 
     def abort(self) -> None:
+        self._pending = []
+        try:
+            self._stop_encoder()
+        except BaseException:  # noqa: BLE001 - discarding anyway
+            pass
         if self._writer is not None:
             try:
                 self._writer.close()
@@ -510,13 +561,6 @@ class ParquetDestination(Destination):
 
     def location(self) -> str:
         return self.path
-
-
-def _copy_batch(rb):
-    """A RecordBatch owning fresh copies of ``rb``'s buffers."""
-    import pyarrow as pa
-
-    return pa.RecordBatch.from_arrays([pa.concat_arrays([c]) for c in rb.columns], schema=rb.schema)
 
 
 def _conform(rb, schema):
