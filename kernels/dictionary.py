@@ -9,7 +9,7 @@ overflow, and the caller falls back to plain strings for that batch.
 import numpy as np
 from numba import njit
 
-from .parse import _field, _is_null, _null_filter, _utf8_valid
+from .parse import _field, _is_null, _null_filter, _unescape_into, _utf8_valid
 
 OK = 0
 OVERFLOW = 1
@@ -76,16 +76,7 @@ def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, n
                 # undo escapes into the free tail of dict_data, then look that up
                 if used + (e - s) > cap:
                     return nulls, nerr, first, n_entries, OVERFLOW
-                w = used
-                p = s
-                while p < e:
-                    c = buf[p]
-                    if p + 1 < e and ((c == quote and buf[p + 1] == quote) or (escape >= 0 and c == escape)):
-                        p += 1
-                        c = buf[p]
-                    dict_data[w] = c
-                    w += 1
-                    p += 1
+                w = _unescape_into(buf, s, e, quote, escape, dict_data, used)
                 src = dict_data
                 s, e = used, w
             h = _hash(src, s, e)

@@ -899,23 +899,27 @@ def string_column_size(buf, starts, ends, flags, row_first, col, n):
 
 
 @njit(nogil=True, cache=True)
-def _utf8_valid(data, s, e):
-    """Strict UTF-8 (no overlongs, surrogates, or code points past U+10FFFF) of ``data[s:e]``."""
-    p = s
-    while p < e:
-        if p + 8 <= e and ((data[p] | data[p + 1] | data[p + 2] | data[p + 3] | data[p + 4] | data[p + 5]
-                            | data[p + 6] | data[p + 7]) & 0x80) == 0:
+def first_invalid_utf8(buf, start, end):
+    """Offset of the first byte of ``buf[start:end]`` that is not valid UTF-8, or -1.
+
+    ASCII runs are skipped eight bytes at a time; sequences are checked strictly (no overlongs,
+    surrogates or code points past U+10FFFF). A sequence cut by ``end`` is invalid.
+    """
+    p = start
+    while p < end:
+        if p + 8 <= end and ((buf[p] | buf[p + 1] | buf[p + 2] | buf[p + 3] | buf[p + 4] | buf[p + 5]
+                              | buf[p + 6] | buf[p + 7]) & 0x80) == 0:
             p += 8
             continue
-        c = np.int64(data[p])
+        c = np.int64(buf[p])
         if c < 0x80:
             p += 1
             continue
-        if c < 0xC2:
-            return False
+        if c < 0xC2 or c > 0xF4:
+            return p
         need = 1 if c < 0xE0 else (2 if c < 0xF0 else 3)
-        if c > 0xF4 or p + need >= e:
-            return False
+        if p + need >= end:
+            return p
         lo = 0x80
         hi = 0xBF
         if c == 0xE0:
@@ -926,15 +930,36 @@ def _utf8_valid(data, s, e):
             lo = 0x90
         elif c == 0xF4:
             hi = 0x8F
-        c1 = np.int64(data[p + 1])
+        c1 = np.int64(buf[p + 1])
         if c1 < lo or c1 > hi:
-            return False
+            return p
         for q in range(2, need + 1):
-            cq = np.int64(data[p + q])
+            cq = np.int64(buf[p + q])
             if cq < 0x80 or cq > 0xBF:
-                return False
+                return p
         p += need + 1
-    return True
+    return -1
+
+
+@njit(inline="always")
+def _utf8_valid(data, s, e):
+    """Strict UTF-8 (no overlongs, surrogates, or code points past U+10FFFF) of ``data[s:e]``."""
+    return first_invalid_utf8(data, s, e) < 0
+
+
+@njit(inline="always")
+def _unescape_into(buf, s, e, quote, escape, out, w):
+    """Copy ``buf[s:e]`` to ``out[w:]`` undoing ``quote quote`` and ``escape x``; returns the end in ``out``."""
+    p = s
+    while p < e:
+        c = buf[p]
+        if p + 1 < e and ((c == quote and buf[p + 1] == quote) or (escape >= 0 and c == escape)):
+            p += 1
+            c = buf[p]
+        out[w] = c
+        w += 1
+        p += 1
+    return w
 
 
 @njit(nogil=True, cache=True)
@@ -973,15 +998,7 @@ def gather_string_column(buf, starts, ends, flags, row_first, col, n, null_data,
                 out_data[pos:pos + (e - s)] = buf[s:e]
                 end = pos + (e - s)
             else:
-                p = s
-                while p < e:
-                    c = buf[p]
-                    if p + 1 < e and ((c == quote and buf[p + 1] == quote) or (escape >= 0 and c == escape)):
-                        p += 1
-                        c = buf[p]
-                    out_data[end] = c
-                    end += 1
-                    p += 1
+                end = _unescape_into(buf, s, e, quote, escape, out_data, pos)
             if validate:
                 ok = _utf8_valid(out_data, pos, end)
         if ok:
@@ -1046,46 +1063,3 @@ def infer_column(buf, starts, ends, flags, row_first, col, n, null_data, null_of
         if mask != 0:
             mask &= _candidates(buf, s, e)
     return mask, nonnull
-
-
-@njit(nogil=True, cache=True)
-def first_invalid_utf8(buf, start, end):
-    """Offset of the first byte of ``buf[start:end]`` that is not valid UTF-8, or -1.
-
-    ASCII runs are skipped eight bytes at a time; sequences are checked strictly (no overlongs,
-    surrogates or code points past U+10FFFF). A sequence cut by ``end`` is invalid.
-    """
-    p = start
-    while p < end:
-        if p + 8 <= end and ((buf[p] | buf[p + 1] | buf[p + 2] | buf[p + 3] | buf[p + 4] | buf[p + 5]
-                              | buf[p + 6] | buf[p + 7]) & 0x80) == 0:
-            p += 8
-            continue
-        c = np.int64(buf[p])
-        if c < 0x80:
-            p += 1
-            continue
-        if c < 0xC2 or c > 0xF4:
-            return p
-        need = 1 if c < 0xE0 else (2 if c < 0xF0 else 3)
-        if p + need >= end:
-            return p
-        lo = 0x80
-        hi = 0xBF
-        if c == 0xE0:
-            lo = 0xA0
-        elif c == 0xED:
-            hi = 0x9F
-        elif c == 0xF0:
-            lo = 0x90
-        elif c == 0xF4:
-            hi = 0x8F
-        c1 = np.int64(buf[p + 1])
-        if c1 < lo or c1 > hi:
-            return p
-        for q in range(2, need + 1):
-            cq = np.int64(buf[p + q])
-            if cq < 0x80 or cq > 0xBF:
-                return p
-        p += need + 1
-    return -1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from abc import ABC, abstractmethod
 
 
 def _in_notebook() -> bool:
@@ -40,7 +41,7 @@ def make_progress(label: str, total_bytes: int | None, mode: str = "auto", strea
     return _PlainProgress(label, total_bytes, stream)
 
 
-class _Base:
+class _Base(ABC):
     def __init__(self, label: str, total: int | None) -> None:
         self.label, self.total = label, total
         self.t0 = time.perf_counter()
@@ -65,8 +66,9 @@ class _Base:
             s += f", {frac:.0%}, ETA {eta:,.0f}s"
         return s
 
+    @abstractmethod
     def _show(self, final: bool) -> None:
-        raise NotImplementedError
+        """Render the current state (``final`` on close)."""
 
 
 class _PlainProgress(_Base):
