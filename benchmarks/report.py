@@ -66,21 +66,26 @@ def _rate(x: float | None) -> str:
     return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.0f} k"
 
 
+def _spread(r) -> str:
+    secs = [run.seconds for run in r.good]
+    return f"{min(secs):.2f}–{max(secs):.2f}" if len(secs) > 1 else "—"
+
+
 def copy_table(results: list) -> tuple[list[str], str]:
     """Markdown rows for one copy task, and the verdict line (fastest peer, nebula's ratio)."""
     neb = next((r for r in results if r.tool == "nebula" and r.seconds), None)
-    lines = ["| tool | whole process, median s | rows/s | peak RSS MiB | tool s ÷ nebula s | in-script s | runs |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| tool | whole process, median s | min–max s | rows/s | peak RSS MiB | tool s ÷ nebula s | in-script s | runs |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in sorted(results, key=lambda r: (r.seconds is None, r.seconds or 0)):
         name = f"**{r.tool}**" if r.tool == "nebula" else r.tool
         if r.seconds is None:
             what = r.error if not r.unsupported else r.error
             prefix = "" if r.unsupported else "failed: "
-            lines.append(f"| {name} | {prefix}{what.replace('|', '/')} | | | | | {len(r.runs)} |")
+            lines.append(f"| {name} | {prefix}{what.replace('|', '/')} | | | | | | {len(r.runs)} |")
             continue
         ratio = _f(r.seconds / neb.seconds, ".2f") if neb else "—"
         note = "" if r.ok else f" ({len(r.runs) - len(r.good)} failed: {r.error.replace('|', '/')})"
-        lines.append(f"| {name} | {r.seconds:.2f} | {_rate(r.rows_per_s)} | {_f(r.rss, '.0f')} | {ratio} | "
+        lines.append(f"| {name} | {r.seconds:.2f} | {_spread(r)} | {_rate(r.rows_per_s)} | {_f(r.rss, '.0f')} | {ratio} | "
                      f"{_f(r.inner, '.2f')} | {len(r.good)}/{len(r.runs)}{note} |")
     peers = [r for r in results if r.tool != "nebula" and r.seconds]
     if not peers:
@@ -157,16 +162,17 @@ def cold_section(cold: dict) -> list[str]:
 
 def scaling_section(results: list) -> list[str]:
     out = ["## Scaling: nebula with 1 and 2 parse threads", "",
-           "| task | threads | whole process s | rows/s | peak RSS MiB | runs |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+           "| task | threads | whole process, median s | min–max s | rows/s | peak RSS MiB | runs |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     by = {}
     for r in results:
         threads = int(r.tool.rsplit(" ", 1)[1])
         by[(r.task, threads)] = r
         label = "csv → parquet (CLI)" if r.task == "csv_parquet" else "csv → null (library, `NullDestination`)"
         if r.seconds is None:
-            out.append(f"| {label} | {threads} | failed: {r.error} | | | {len(r.runs)} |")
+            out.append(f"| {label} | {threads} | failed: {r.error} | | | | {len(r.runs)} |")
         else:
-            out.append(f"| {label} | {threads} | {r.seconds:.2f} | {_rate(r.rows_per_s)} | {_f(r.rss, '.0f')} | "
+            out.append(f"| {label} | {threads} | {r.seconds:.2f} | {_spread(r)} | {_rate(r.rows_per_s)} | {_f(r.rss, '.0f')} | "
                        f"{len(r.good)}/{len(r.runs)} |")
     out.append("")
     for task in ("csv_parquet", "csv_null"):

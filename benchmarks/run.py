@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -305,6 +306,24 @@ def bench_scaling(rows: int, repeat: int, tmp: Path) -> list[Result]:
     return results
 
 
+def _raw(obj):
+    """Every run as plain data (benchmarks/data/last_run.json), for a second look at the noise."""
+    if isinstance(obj, dict):
+        return {k: _raw(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_raw(v) for v in obj]
+    if isinstance(obj, Result):
+        return {"task": obj.task, "tool": obj.tool, "rows": obj.rows, "runs": _raw(obj.runs)}
+    if isinstance(obj, Run):
+        return {"wall": round(obj.wall, 4), "seconds": round(obj.seconds, 4), "rss_mib": round(obj.rss_mib, 1),
+                "code": obj.code, "report": obj.report, "stderr_tail": obj.stderr[-500:]}
+    return obj
+
+
+def _stop(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds, so the temporary outputs are removed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -326,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [t.strip() for t in args.tools.split(",")] if args.tools else None
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.rows]
 
+    signal.signal(signal.SIGTERM, _stop)
+    DATA.mkdir(parents=True, exist_ok=True)
     ensure_peers()
     from benchmarks import report
 
@@ -334,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     out_md = Path(args.out)
     results: dict = {}
-    with tempfile.TemporaryDirectory(prefix="nebula-bench-", dir=DATA if DATA.is_dir() else None) as d:
+    with tempfile.TemporaryDirectory(prefix="nebula-bench-", dir=DATA) as d:
         tmp = Path(d)
         if "csv_parquet" in tasks:
             results["csv_parquet"] = bench_copy("csv_parquet", "csv", args.rows,
@@ -351,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     info = {"command": command, "started": started, "seconds": time.time() - started,
             "load_before": load_before, "load_after": os.getloadavg()}
     text = report.write(results, info, out_md)
+    raw = DATA / "last_run.json"
+    raw.write_text(json.dumps({"info": info, "runs": _raw(results)}, indent=1, default=str) + "\n")
+    log(f"raw runs: {raw.relative_to(ROOT)}")
     print(text)
     return 0
 
