@@ -190,7 +190,7 @@ def copy(source, dest, **opts) -> RunResult:
         src.open()
         label = f"{name}"
         progress = make_progress(label, src.total_bytes, o.progress) if o.progress != "none" else None
-        mode = o.mode or "replace"
+        mode = o.mode or dst.capabilities.modes[0]  # the destination's default (files: replace)
         result = run_pipeline(src, dst, name=name, threads=o.threads or _default_threads(),
                               batch_rows=o.batch_rows, mode=mode, table=o.table or src.name, key=o.key,
                               rejects=rejects, max_rejected=o.max_rejected, progress=progress,

@@ -89,7 +89,7 @@ def copy_cmd(
     format: Annotated[str | None, Opt("--format", "-f", help="Source format (csv, tsv, jsonl, ...).")] = None,
     dest_format: Annotated[str | None, Opt(help="Destination format if the extension does not tell.")] = None,
     table: Annotated[str | None, Opt(help="Destination table (default: the source stream's name).")] = None,
-    mode: Annotated[str | None, Opt(help="append | replace | merge (default: replace for files).")] = None,
+    mode: Annotated[str | None, Opt(help="append | replace | merge (default: replace for files, append for tables).")] = None,
     key: Annotated[str | None, Opt(help="Key column(s) for merge: COL[,COL].")] = None,
     schema: Annotated[str | None, Opt(help="Schema file (YAML/JSON: list of name/type).")] = None,
     column: Annotated[list[str] | None, Opt("--column", "-c", help="Column type override name:type.")] = None,
@@ -249,20 +249,27 @@ def connectors_cmd(as_json: Annotated[bool, Opt("--json")] = False) -> None:
     from .connectors.base import connectors
 
     specs = connectors()
+
+    def modes(s) -> list[str]:
+        try:
+            return list(s.load().capabilities.modes) if s.kind == "destination" else []
+        except Exception:  # noqa: BLE001 - a connector whose client library is missing still gets listed
+            return []
+
     if as_json:
         typer.echo(json.dumps([{"name": s.name, "kind": s.kind, "schemes": list(s.schemes),
-                                "extensions": list(s.extensions), "description": s.description}
+                                "extensions": list(s.extensions), "modes": modes(s), "description": s.description}
                                for s in specs]))
         return
     from rich.console import Console
     from rich.table import Table
 
     t = Table(title="Nebula connectors")
-    for c in ("kind", "name", "schemes / extensions", "description"):
+    for c in ("kind", "name", "schemes / extensions", "modes", "description"):
         t.add_column(c)
     for s in specs:
         t.add_row(s.kind, s.name, " ".join([*(f"{x}://" for x in s.schemes if x != "file"), *s.extensions]),
-                  s.description)
+                  " ".join(modes(s)), s.description)
     Console().print(t)
 
 

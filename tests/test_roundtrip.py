@@ -78,3 +78,14 @@ def test_country_na_is_not_null(orders):
     t = nebula.read_csv(str(src))
     assert "NA" in set(t.column("country").to_pylist())
     assert t.column("country").null_count == 0
+
+
+def test_default_modes(orders, tmp_path):
+    """Tables append by default, files are replaced."""
+    _, src, _ = orders
+    db = tmp_path / "m.db"
+    for _ in range(2):
+        nebula.copy(str(src), f"sqlite:///{db}", table="t")
+        nebula.copy(str(src), str(tmp_path / "m.parquet"))
+    assert sqlite3.connect(db).execute("select count(*) from t").fetchone()[0] == 2 * N
+    assert pq.read_table(tmp_path / "m.parquet").num_rows == N

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a connector can do; shown by ``nebula connectors``."""
+    """What a connector can do; shown by ``nebula connectors``. The first of ``modes`` is the default."""
 
     modes: tuple[str, ...] = ("append",)
     formats: tuple[str, ...] = ()
