@@ -7,7 +7,8 @@ A pipeline drives connectors like this (threads in brackets)::
         src.parse(chunk, batch, sink)                   [workers] fills a pooled Batch (GIL released)
         src.release(chunk)
     dst.open(schema, mode); dst.write(batch) ...        [writer]  in seq order
-    dst.commit(state) or dst.abort()                    [writer]  commit makes output visible
+    dst.stage_state(name, src.state()); dst.commit()   [writer]  commit makes output (and state) visible
+    or dst.abort()
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class Source(ABC):
         """Checkpoint to save after the destination committed (cursor, LSN, offsets)."""
         return None
 
+    def resume(self, state: dict | None) -> None:  # noqa: B027 - optional hook
+        """Called before :meth:`open` with the last committed checkpoint of this pipeline (or None)."""
+
 
 class Destination(ABC):
     """Receives batches in order and makes them visible atomically on :meth:`commit`."""
@@ -107,6 +111,17 @@ class Destination(ABC):
     @abstractmethod
     def abort(self) -> None:
         """Discard everything written since open; must be safe to call at any point."""
+
+    def stage_state(self, name: str, value: dict) -> None:  # noqa: B027 - optional hook
+        """Called right before :meth:`commit` with the pipeline's checkpoint (``source.state()``).
+
+        A destination that can, saves it inside the transaction :meth:`commit` commits (e.g. with
+        :meth:`~nebula.state.StateStore.set_in`), so data and checkpoint become visible together.
+        """
+
+    def committed_state(self, name: str) -> dict | None:
+        """The checkpoint last saved by :meth:`stage_state` and committed, if this destination keeps one."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

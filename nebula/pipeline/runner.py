@@ -209,6 +209,9 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
         if fail.exc is not None:
             raise fail.exc
         rejects.flush()
+        checkpoint = source.state()
+        if checkpoint is not None:  # saved in the destination's own transaction when it can (exactly-once)
+            destination.stage_state(name, checkpoint)
         destination.commit()
         committed = True
     except KeyboardInterrupt:
