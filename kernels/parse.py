@@ -65,8 +65,13 @@ def _field(buf, starts, ends, row_first, col, r):
 
 @njit(inline="always")
 def _null_filter(null_data, null_offsets):
-    """Cheap pre-checks for :func:`_is_null`: first bytes and lengths of the markers."""
-    first = np.zeros(256, dtype=np.uint8)
+    """Scalars that let :func:`_is_null` reject most values without comparing bytes: a 256-bit set
+    of the markers' first bytes (four words), a 64-bit set of their lengths, whether the empty
+    marker is present, and whether any marker is 64 bytes or longer."""
+    w0 = np.uint64(0)
+    w1 = np.uint64(0)
+    w2 = np.uint64(0)
+    w3 = np.uint64(0)
     lens = np.uint64(0)
     has_empty = False
     long_marker = False
@@ -76,12 +81,22 @@ def _null_filter(null_data, null_offsets):
         if ln == 0:
             has_empty = True
             continue
-        first[null_data[a]] = 1
+        c = np.uint64(null_data[a])
+        bit = np.uint64(1) << (c & np.uint64(63))
+        q = c >> np.uint64(6)
+        if q == 0:
+            w0 |= bit
+        elif q == 1:
+            w1 |= bit
+        elif q == 2:
+            w2 |= bit
+        else:
+            w3 |= bit
         if ln < 64:
             lens |= np.uint64(1) << np.uint64(ln)
         else:
             long_marker = True
-    return first, lens, has_empty, long_marker
+    return w0, w1, w2, w3, lens, has_empty, long_marker
 
 
 @njit(inline="always")
@@ -90,13 +105,16 @@ def _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
         return False
     ln = e - s
     if ln == 0:
-        return nf[2]
+        return nf[5]
     if ln < 64:
-        if ((nf[1] >> np.uint64(ln)) & np.uint64(1)) == np.uint64(0):
+        if ((nf[4] >> np.uint64(ln)) & np.uint64(1)) == np.uint64(0):
             return False
-    elif not nf[3]:
+    elif not nf[6]:
         return False
-    if nf[0][buf[s]] == 0:
+    c = np.uint64(buf[s])
+    q = c >> np.uint64(6)
+    w = nf[0] if q == 0 else (nf[1] if q == 1 else (nf[2] if q == 2 else nf[3]))
+    if ((w >> (c & np.uint64(63))) & np.uint64(1)) == np.uint64(0):
         return False
     for k in range(null_offsets.shape[0] - 1):
         a = null_offsets[k]
