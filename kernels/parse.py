@@ -178,10 +178,21 @@ def _parse_int_span(buf, s, e, lo, hi):
     return True, v
 
 
+@njit(inline="always")
+def _null_fast(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
+    """:func:`_is_null` with its cheapest rejections first (most values are not null)."""
+    ln = e - s
+    if ln != 0 and ln < 64 and ((nf[4] >> np.uint64(ln)) & np.uint64(1)) == np.uint64(0):
+        return False
+    return _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf)
+
+
 @njit(nogil=True, cache=True)
 def parse_int_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
                      lo, hi, out_values, out_validity, row_err, stop_at_first):
     """Integers ``[+-]digits`` into ``out_values`` (int8..int64), rejecting values outside ``lo..hi``.
+
+    Up to 18 digits cannot overflow int64 and take a tight loop; longer ones take the checked path.
 
     Returns ``(null_count, n_errors, first_err_row)``.
     """
@@ -192,20 +203,45 @@ def parse_int_column(buf, starts, ends, flags, row_first, col, n, null_data, nul
     nerr = 0
     first = -1
     nf = _null_filter(null_data, null_offsets)
+    nb = buf.shape[0]
+    nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(buf, starts, ends, row_first, col, r)
         out_values[r] = 0
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
-            nulls += 1
-            continue
+        i = row_first[r] + col
         ok = False
         v = 0
-        if i >= 0:
-            ok, v = _parse_int_span(buf, s, e, lo, hi)
+        if 0 <= i < nfields:
+            s = starts[i]
+            e = ends[i]
+            if 0 <= s <= e <= nb:
+                if _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+                    nulls += 1
+                    continue
+                p = s
+                neg = False
+                if p < e and (buf[p] == 45 or buf[p] == 43):
+                    neg = buf[p] == 45
+                    p += 1
+                nd = e - p
+                if 0 < nd <= 18:
+                    ok = True
+                    for q in range(p, e):
+                        d = np.int64(buf[q]) - 48
+                        if d < 0 or d > 9:
+                            ok = False
+                            break
+                        v = v * 10 + d
+                    if neg:
+                        v = -v
+                    if ok and (v < lo or v > hi):
+                        ok = False
+                elif nd > 18:
+                    ok, v = _parse_int_span(buf, s, e, lo, hi)
         if ok:
             out_values[r] = v
             _set_bit(out_validity, r)
             continue
+        out_values[r] = 0
         row_err[r] = 1
         nerr += 1
         nulls += 1
