@@ -9,7 +9,7 @@ overflow, and the caller falls back to plain strings for that batch.
 import numpy as np
 from numba import njit
 
-from .parse import _field, _is_null, _null_filter, _unescape_into, _utf8_valid
+from .parse import _null_fast, _null_filter, _unescape_into, _utf8_valid
 
 OK = 0
 OVERFLOW = 1
@@ -36,6 +36,19 @@ def _same(data, s, e, dd, a, b):
     return True
 
 
+@njit(inline="always")
+def _lookup(src, s, e, table, mask, dict_offsets, dict_data):
+    """``(code, slot)``: the entry equal to ``src[s:e]`` (code -1 if none) and where probing ended."""
+    slot = _hash(src, s, e) & mask
+    while True:
+        k = table[slot]
+        if k < 0:
+            return -1, slot
+        if _same(src, s, e, dict_data, dict_offsets[k], dict_offsets[k + 1]):
+            return k, slot
+        slot = (slot + np.uint64(1)) & mask
+
+
 @njit(nogil=True, cache=True)
 def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
                        quote, escape, table, dict_offsets, dict_data, max_entries, out_codes, out_validity,
@@ -54,6 +67,8 @@ def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, n
     mask = np.uint64(table.shape[0] - 1)
     cap = dict_data.shape[0]
     nf = _null_filter(null_data, null_offsets)
+    nb = buf.shape[0]
+    nfields = min(starts.shape[0], ends.shape[0])
     nulls = 0
     nerr = 0
     first = -1
@@ -61,54 +76,45 @@ def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, n
     used = 0
     dict_offsets[0] = 0
     for r in range(n):
-        i, s, e = _field(buf, starts, ends, row_first, col, r)
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
-            out_codes[r] = 0
-            nulls += 1
-            continue
-        if i < 0:
-            ok = False
-        else:
-            ok = True
-            src = buf
-            escaped = (flags[i] & 2) != 0
-            if escaped:
-                # undo escapes into the free tail of dict_data, then look that up
-                if used + (e - s) > cap:
-                    return nulls, nerr, first, n_entries, OVERFLOW
-                w = _unescape_into(buf, s, e, quote, escape, dict_data, used)
-                src = dict_data
-                s, e = used, w
-            h = _hash(src, s, e)
-            slot = h & mask
-            code = -1
-            while True:
-                k = table[slot]
-                if k < 0:
-                    break
-                if _same(src, s, e, dict_data, dict_offsets[k], dict_offsets[k + 1]):
-                    code = k
-                    break
-                slot = (slot + np.uint64(1)) & mask
-            if code < 0:
-                if n_entries >= max_entries or used + (e - s) > cap:
-                    return nulls, nerr, first, n_entries, OVERFLOW
-                if not escaped:
-                    dict_data[used:used + (e - s)] = buf[s:e]
-                ln = e - s
-                if validate and not _utf8_valid(dict_data, used, used + ln):
-                    ok = False
-                else:
+        out_codes[r] = 0
+        i = row_first[r] + col
+        ok = False
+        if 0 <= i < nfields:
+            s = starts[i]
+            e = ends[i]
+            if 0 <= s <= e <= nb:
+                fl = flags[i]
+                if _null_fast(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
+                    nulls += 1
+                    continue
+                if (fl & 2) == 0:
+                    code, slot = _lookup(buf, s, e, table, mask, dict_offsets, dict_data)
+                    ln = e - s
+                    if code < 0:
+                        if n_entries >= max_entries or used + ln > cap:
+                            return nulls, nerr, first, n_entries, OVERFLOW
+                        dict_data[used:used + ln] = buf[s:e]
+                else:  # undo escapes into the free tail of dict_data, then look that up
+                    if used + (e - s) > cap:
+                        return nulls, nerr, first, n_entries, OVERFLOW
+                    w = _unescape_into(buf, s, e, quote, escape, dict_data, used)
+                    code, slot = _lookup(dict_data, used, w, table, mask, dict_offsets, dict_data)
+                    ln = w - used
+                    if code < 0 and n_entries >= max_entries:
+                        return nulls, nerr, first, n_entries, OVERFLOW
+                if code >= 0:
+                    ok = True
+                elif not validate or _utf8_valid(dict_data, used, used + ln):
                     used += ln
                     code = n_entries
                     dict_offsets[n_entries + 1] = used
                     table[slot] = code
                     n_entries += 1
-            if ok:
-                out_codes[r] = code
-                out_validity[r >> 3] |= np.uint8(1 << (r & 7))
-                continue
-        out_codes[r] = 0
+                    ok = True
+                if ok:
+                    out_codes[r] = code
+                    out_validity[r >> 3] |= np.uint8(1 << (r & 7))
+                    continue
         row_err[r] = 1
         nerr += 1
         nulls += 1
