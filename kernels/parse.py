@@ -1037,24 +1037,31 @@ def gather_string_column(buf, starts, ends, flags, row_first, col, n, null_data,
     out_offsets[0] = 0
     cap = out_data.shape[0]
     nf = _null_filter(null_data, null_offsets)
+    nb = buf.shape[0]
+    nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(buf, starts, ends, row_first, col, r)
-        ok = i >= 0
-        if ok and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
-            nulls += 1
-            out_offsets[r + 1] = pos
-            continue
+        i = row_first[r] + col
+        ok = False
         end = pos
-        if ok:
-            if pos + (e - s) > cap or pos + (e - s) > 2147483647:
-                raise ValueError("parse kernel: out_data too small (use string_column_size)")
-            if (flags[i] & 2) == 0:
-                out_data[pos:pos + (e - s)] = buf[s:e]
-                end = pos + (e - s)
-            else:
-                end = _unescape_into(buf, s, e, quote, escape, out_data, pos)
-            if validate:
-                ok = _utf8_valid(out_data, pos, end)
+        if 0 <= i < nfields:
+            s = starts[i]
+            e = ends[i]
+            if 0 <= s <= e <= nb:
+                fl = flags[i]
+                if _null_fast(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
+                    nulls += 1
+                    out_offsets[r + 1] = pos
+                    continue
+                ln = e - s
+                if pos + ln > cap or pos + ln > 2147483647:
+                    raise ValueError("parse kernel: out_data too small (use string_column_size)")
+                if (fl & 2) == 0:
+                    for t in range(ln):
+                        out_data[pos + t] = buf[s + t]
+                    end = pos + ln
+                else:
+                    end = _unescape_into(buf, s, e, quote, escape, out_data, pos)
+                ok = not validate or _utf8_valid(out_data, pos, end)
         if ok:
             pos = end
             out_offsets[r + 1] = pos

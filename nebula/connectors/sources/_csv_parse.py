@@ -107,17 +107,19 @@ def parse_tokens(src, tok, batch, rejects) -> ParseStats:
     m = rows.shape[0]
     stop = o.on_error == "fail"
     validate = True
+    lo = int(tok.row_offset[0]) if n else 0
+    hi = min(int(tok.ends[rf[n] - 1]) + 1 if n and rf[n] > 0 else lo, tok.block.n)
     if src._has_text and n:
         from ...kernels.parse import first_invalid_utf8
 
-        lo = int(tok.row_offset[0])
-        hi = int(tok.ends[rf[n] - 1]) + 1 if rf[n] > 0 else lo
-        validate = first_invalid_utf8(buf, lo, min(hi, tok.block.n)) >= 0
+        validate = first_invalid_utf8(buf, lo, hi) >= 0
+    text_bytes = hi - lo  # no column's text can be longer than the chunk it comes from
     while True:
         row_err, slow = _scratch(m)
         err_col = None
         for j, f in enumerate(schema):
-            first = _parse_column(src, buf, tok, rows, j, f, batch.columns[j], m, row_err, slow, stop, validate)
+            first = _parse_column(src, buf, tok, rows, j, f, batch.columns[j], m, row_err, slow, stop, validate,
+                                  text_bytes)
             if first >= 0:
                 if stop:
                     raise _coercion_error(src, tok, buf, base, rows, lines, first, j, f)
@@ -177,7 +179,8 @@ def _coercion_error(src, tok, buf, base, rows, lines, r, j, f) -> TypeCoercionEr
     return TypeCoercionError(reason, path=tok.path, line=int(lines[r]), column=f.name, offset=base + s, raw=raw)
 
 
-def _parse_column(src, buf, tok, rows, j, f, col, m, row_err, slow, stop, validate=True) -> int:
+def _parse_column(src, buf, tok, rows, j, f, col, m, row_err, slow, stop, validate=True,
+                  text_bytes: int | None = None) -> int:
     """Run the kernel for column ``j``; returns the first error row or -1."""
     from ...kernels import parse as kp
 
@@ -189,7 +192,7 @@ def _parse_column(src, buf, tok, rows, j, f, col, m, row_err, slow, stop, valida
         nulls, first = _dict_column(src, buf, tok, rows, j, col, m, row_err, stop, validate)
     elif t.is_varlen:
         nd, no = src._nulls_string
-        total = kp.string_column_size(buf, st, en, fl, rows, j, m)
+        total = text_bytes if text_bytes is not None else kp.string_column_size(buf, st, en, fl, rows, j, m)
         data = col.reserve_data(int(total))
         nulls, nerr, first, _ = kp.gather_string_column(buf, st, en, fl, rows, j, m, nd, no, qn, src._q, src._esc,
                                                         col.offsets, data, col.validity, row_err, stop, validate)
