@@ -187,8 +187,10 @@ def plot(results: dict, path: Path) -> bool:
     copy_tasks = [t for t in ("csv_parquet", "jsonl_parquet") if t in results]
     if not copy_tasks:
         return False
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -48,7 +48,9 @@ def ensure_peers() -> None:
         return
     cmd = [sys.executable, "-m", "pip", "install", "-q", "-e", ".[bench]"]
     print(f"benchmarks: missing {', '.join(missing)}; running: {shlex.join(cmd)}", flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        print("benchmarks: installing the bench extra failed; the missing tools will show as failed",
+              flush=True)
     importlib.invalidate_caches()
 
 
