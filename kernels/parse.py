@@ -453,6 +453,40 @@ def _is_f32_midpoint(v):
     return t == math.floor(t) and (np.int64(t) & 1) == 1
 
 
+@njit(inline="always")
+def _float_fast(buf, s, e):
+    """``(1, value)`` for ``[+-]digits[.digits]`` with at most 15 digits (exact by Clinger: an
+    integer below 2**53 divided by an exact power of ten rounds once); ``(0, 0.0)`` otherwise."""
+    p = s
+    neg = False
+    if p < e and (buf[p] == 45 or buf[p] == 43):
+        neg = buf[p] == 45
+        p += 1
+    w = np.int64(0)
+    nd = 0
+    frac = -1
+    while p < e:
+        c = np.int64(buf[p])
+        if c == 46 and frac < 0:
+            frac = 0
+            p += 1
+            continue
+        d = c - 48
+        if d < 0 or d > 9:
+            return 0, 0.0
+        w = w * 10 + d
+        nd += 1
+        if frac >= 0:
+            frac += 1
+        p += 1
+    if nd == 0 or nd > 15:
+        return 0, 0.0
+    v = np.float64(w)
+    if frac > 0:
+        v = v / _POW10[frac]
+    return 1, -v if neg else v
+
+
 @njit(nogil=True, cache=True)
 def parse_float_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
                        out_values, out_validity, slow_rows, row_err, stop_at_first):
@@ -474,13 +508,16 @@ def parse_float_column(buf, starts, ends, flags, row_first, col, n, null_data, n
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         out_values[r] = 0
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        if i >= 0 and _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         st = 0
         v = 0.0
         if i >= 0:
-            st, v = _parse_float_span(buf, s, e)
+            if not f32:
+                st, v = _float_fast(buf, s, e)
+            if st == 0:
+                st, v = _parse_float_span(buf, s, e)
         if st == 1 and f32 and v == v and abs(v) != np.inf and v != 0.0 and (
                 abs(v) < _F32_MIN_NORMAL or abs(v) > _F32_MAX or _is_f32_midpoint(v)):
             st = 2
@@ -585,7 +622,7 @@ def parse_bool_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
     nf = _null_filter(null_data, null_offsets)
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        if i >= 0 and _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         ok = False
@@ -721,7 +758,7 @@ def parse_date_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         out_values[r] = 0
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        if i >= 0 and _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         ok = False
@@ -740,6 +777,37 @@ def parse_date_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
         if stop_at_first:
             return nulls, nerr, first
     return nulls, nerr, first
+
+
+@njit(inline="always")
+def _d2(buf, p):
+    """Two ASCII digits at ``p`` as a number, or a negative value."""
+    a = np.int64(buf[p]) - 48
+    b = np.int64(buf[p + 1]) - 48
+    if a < 0 or a > 9 or b < 0 or b > 9:
+        return -1000
+    return a * 10 + b
+
+
+@njit(inline="always")
+def _ts19_fast(buf, s, e):
+    """``(ok, micros)`` for exactly ``YYYY-MM-DD[T ]HH:MM:SS`` (the common case); else not ok."""
+    if e - s != 19 or buf[s + 4] != 45 or buf[s + 7] != 45 or buf[s + 13] != 58 or buf[s + 16] != 58:
+        return False, 0
+    sep = buf[s + 10]
+    if sep != 84 and sep != 32:
+        return False, 0
+    y = _d2(buf, s) * 100 + _d2(buf, s + 2)
+    mo = _d2(buf, s + 5)
+    d = _d2(buf, s + 8)
+    hh = _d2(buf, s + 11)
+    mi = _d2(buf, s + 14)
+    ss = _d2(buf, s + 17)
+    if y < 1 or mo < 1 or mo > 12 or d < 1 or hh < 0 or hh > 23 or mi < 0 or mi > 59 or ss < 0 or ss > 59:
+        return False, 0
+    if d > _days_in_month(y, mo):
+        return False, 0
+    return True, _days_from_civil(y, mo, d) * _US_PER_DAY + (hh * 3600 + mi * 60 + ss) * 1000000
 
 
 @njit(nogil=True, cache=True)
@@ -761,14 +829,16 @@ def parse_timestamp_column(buf, starts, ends, flags, row_first, col, n, null_dat
     for r in range(n):
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         out_values[r] = 0
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        if i >= 0 and _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         ok = False
         v = 0
         tz = False
         if i >= 0:
-            ok, v, tz = _parse_ts_span(buf, s, e)
+            ok, v = _ts19_fast(buf, s, e)
+            if not ok:
+                ok, v, tz = _parse_ts_span(buf, s, e)
         if ok and (want_tz or not tz):
             out_values[r] = v
             _set_bit(out_validity, r)
@@ -886,7 +956,7 @@ def parse_decimal_column(buf, starts, ends, flags, row_first, col, n, null_data,
         i, s, e = _field(buf, starts, ends, row_first, col, r)
         out_values[r, 0] = 0
         out_values[r, 1] = 0
-        if i >= 0 and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        if i >= 0 and _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
             nulls += 1
             continue
         st = 0
