@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "copy": "nebula.api",
     "read_csv": "nebula.api",
+    "read_json": "nebula.api",
     "discover": "nebula.api",
     "Pipeline": "nebula.api",
     "RunResult": "nebula.pipeline.runner",

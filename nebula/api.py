@@ -17,7 +17,9 @@ from .schema import Schema
 from .types import LogicalType, parse_type
 
 _SOURCE_KEYS = ("delimiter", "quote", "escape", "header", "names", "skip_rows", "comment", "null_values",
-                "quoted_null", "encoding", "block_size", "sample_bytes", "dictionary", "dictionary_max")
+                "quoted_null", "encoding", "block_size", "sample_bytes", "dictionary", "dictionary_max",
+                # JSON
+                "records_path", "contract", "nested", "separator", "max_depth")
 
 
 def _default_threads() -> int:
@@ -222,6 +224,28 @@ def read_csv(path, **opts):
 
     mem = MemoryDestination()
     opts.setdefault("progress", "none")
+    copy(path, mem, **opts)
+    return mem.table()
+
+
+def read_json(path, **opts):
+    """Read JSON lines / JSON array file(s) into a ``pyarrow.Table`` with Nebula's kernels.
+
+    Options as :func:`copy`, plus ``records_path`` ("data.items": the records are the array at that
+    path of one top-level object), ``contract`` (evolve, freeze, discard-row, discard-value),
+    ``max_depth`` and ``separator`` (flattened names, default ``parent__child``). When the schema
+    evolves, rows read before the change are cast to the final schema (new columns null for them).
+    """
+    from .connectors.destinations.memory import MemoryDestination
+
+    mem = MemoryDestination()
+    opts.setdefault("progress", "none")
+    first = path[0] if isinstance(path, list | tuple) else path
+    if not opts.get("format"):
+        from .connectors.registry import format_of
+
+        if format_of(os.fspath(first)) not in ("json", "jsonl"):
+            opts["format"] = "json"
     copy(path, mem, **opts)
     return mem.table()
 

@@ -74,6 +74,10 @@ class Source(ABC):
     def release(self, chunk: Any) -> None:  # noqa: B027 - optional hook
         """Give a chunk's buffers back once parsed."""
 
+    def chunk_schema(self, chunk: Any):
+        """The schema ``chunk`` is parsed with; None means :attr:`schema` as it was at open."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; called once, also after errors."""
 
@@ -125,6 +129,15 @@ class Destination(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
+
+    def evolve(self, schema) -> None:
+        """Switch to ``schema`` (an evolution of the current one: columns added, types widened) for
+        the batches that follow; batches already written keep their meaning. Destinations that
+        cannot change their schema mid-run keep this default."""
+        from ..errors import SchemaEvolutionError
+
+        raise SchemaEvolutionError(f"destination {type(self).__name__} ({self.location() or '?'}) cannot change "
+                                   f"its schema during a run; the source's schema changed to: {schema}")
 
     def location(self) -> str:
         """Where the output is, for the run summary."""

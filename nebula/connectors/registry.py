@@ -14,6 +14,10 @@ _D = "nebula.connectors.destinations."
 for _spec in (
     ConnectorSpec("csv", "source", _S + "csv:CsvSource", ("file",), (".csv", ".tsv", ".txt"),
                   description="CSV/TSV files and globs, .gz/.zst/.lz4/.bz2; Numba-parsed"),
+    ConnectorSpec("jsonl", "source", _S + "json:JsonSource", ("file",), (".jsonl", ".ndjson"),
+                  description="JSON lines files and globs, .gz/.zst/.lz4; Numba-parsed, nested objects flattened"),
+    ConnectorSpec("json", "source", _S + "json:JsonSource", ("file",), (".json",),
+                  description="JSON: a top-level array of objects (streamed), records under records_path, or lines"),
     ConnectorSpec("csv", "destination", _D + "files:CsvDestination", ("file",), (".csv", ".tsv"),
                   description="CSV file (RFC 4180), optional .gz/.zst/.lz4"),
     ConnectorSpec("jsonl", "destination", _D + "files:JsonlDestination", ("file",), (".jsonl", ".ndjson"),
@@ -22,6 +26,9 @@ for _spec in (
                   description="Parquet file (zstd by default)"),
     ConnectorSpec("sqlite", "destination", _D + "sqlite:SqliteDestination", ("sqlite",),
                   description="SQLite table: append, replace (atomic swap) or merge by key"),
+    ConnectorSpec("postgresql", "destination", _D + "postgres:PostgresDestination", ("postgresql", "postgres"),
+                  extra="postgres", description="PostgreSQL table: binary COPY, append/replace/merge, state in the "
+                  "same transaction"),
     ConnectorSpec("memory", "destination", _D + "memory:MemoryDestination", ("memory",),
                   description="in-process pyarrow.Table (library use)"),
     ConnectorSpec("null", "destination", _D + "memory:NullDestination", ("null",),
@@ -32,7 +39,6 @@ for _spec in (
 _COMPRESSION = (".gz", ".zst", ".zstd", ".lz4", ".bz2")
 _FORMAT_ALIASES = {"ndjson": "jsonl", "tsv": "csv", "txt": "csv", "pq": "parquet"}
 _PLANNED = {
-    "json": "the JSON source (issue 5)", "jsonl": "the JSON source (issue 5)",
     "s3": "object stores (issue 6)", "gs": "object stores (issue 6)", "gcs": "object stores (issue 6)",
     "postgresql": "PostgreSQL (issues 7 and 8)", "postgres": "PostgreSQL (issues 7 and 8)",
     "mysql": "MySQL/MariaDB CDC (issue 9)", "mariadb": "MySQL/MariaDB CDC (issue 9)",

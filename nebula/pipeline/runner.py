@@ -85,6 +85,51 @@ class _Failure:
         self.event.set()
 
 
+class _Pools:
+    """Batches for every schema a source produces: a :class:`BatchPool` of the current schema, replaced
+    when a chunk arrives with an evolved schema (:meth:`Source.chunk_schema`).
+
+    ``switch`` never blocks: the worker gives back its batch and gets a fresh, unpooled batch of the
+    new schema (a worker holding the oldest chunk must never wait for a batch); later acquires come
+    from the new pool. Batches of an old schema go back to their own pool.
+    """
+
+    def __init__(self, schema, capacity: int, size: int, **batch_opts) -> None:
+        self._args = (capacity, size, batch_opts)
+        self._lock = threading.Lock()
+        self.current = BatchPool(schema, capacity, size, **batch_opts)
+        self._owner: dict[int, BatchPool] = {}
+        self._pools = [self.current]
+
+    def acquire(self):
+        pool = self.current
+        batch = pool.acquire()
+        with self._lock:
+            self._owner[id(batch)] = pool
+        return batch
+
+    def switch(self, batch, schema):
+        from ..batch import Batch
+
+        capacity, size, opts = self._args
+        with self._lock:
+            if self.current.schema != schema:
+                self.current = BatchPool(schema, capacity, size, **opts)
+                self._pools.append(self.current)
+        self.release(batch)
+        return Batch(schema, capacity, **opts)
+
+    def release(self, batch) -> None:
+        with self._lock:
+            pool = self._owner.pop(id(batch), None)
+        if pool is not None:
+            pool.release(batch)
+
+    def close(self) -> None:
+        for p in self._pools:
+            p.close()
+
+
 def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 2, batch_rows: int = 65536,
                  mode: str = "append", table: str | None = None, key: list[str] | None = None,
                  rejects=None, max_rejected: int | None = None, progress=None,
@@ -99,8 +144,8 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
     rejects = rejects or Rejects(policy="fail")
     schema = source.schema
     threads = max(1, int(threads))
-    pool = BatchPool(schema, batch_rows, threads + 2,
-                     dict_columns=frozenset(getattr(source, "dict_columns", None) or ()))
+    pool = _Pools(schema, batch_rows, threads + 2,
+                  dict_columns=frozenset(getattr(source, "dict_columns", None) or ()))
     work: queue.Queue = queue.Queue(maxsize=threads + 1)
     done: dict[int, tuple] = {}
     done_cv = threading.Condition()
@@ -154,6 +199,9 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
                 return
             seq, chunk = item
             try:
+                want = source.chunk_schema(chunk)
+                if want is not None and want != batch.schema:  # the source's schema evolved
+                    batch = pool.switch(batch, want)
                 stats = source.parse(chunk, batch, rejects)
             except BaseException as e:  # noqa: BLE001
                 pool.release(batch)
@@ -169,6 +217,7 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
     ths = [threading.Thread(target=reader, name="nebula-reader", daemon=True)]
     ths += [threading.Thread(target=worker, name=f"nebula-parse-{i}", daemon=True) for i in range(threads)]
     destination.open(schema, mode=mode, table=table, key=key)
+    written_schema = schema
     committed = False
     try:
         for t in ths:
@@ -193,6 +242,9 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
                 read_metrics.rejected += stats.rejected
                 read_metrics.batches += 1
                 if batch.length:
+                    if batch.schema != written_schema:
+                        destination.evolve(batch.schema)
+                        written_schema = batch.schema
                     nb = batch.nbytes
                     bpr_rows += batch.length
                     bpr_bytes += nb
@@ -233,6 +285,7 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
                 raise
         if progress is not None:
             progress.close()
+    result.schema = written_schema.to_dict()
     result.rows_read = read_metrics.rows
     result.rows_rejected = rejects.count
     result.bytes_read = int(getattr(source, "bytes_read", 0) or 0)

@@ -14,9 +14,11 @@ class MemoryDestination(Destination):
         self._pending: list = []
         self._batches: list = []
         self.schema = None
+        self._evolved = False
 
     def open(self, schema, *, mode="append", table=None, key=None) -> None:
         self.schema = schema
+        self._evolved = False
         self._pending = []
         if mode == "replace":
             self._batches = []
@@ -25,6 +27,11 @@ class MemoryDestination(Destination):
         rb = batch.to_arrow(copy=True)
         self._pending.append(rb)
         return rb.nbytes
+
+    def evolve(self, schema) -> None:
+        """Later batches have ``schema``; :meth:`table` casts the earlier ones to it."""
+        self.schema = schema
+        self._evolved = True
 
     def commit(self) -> None:
         self._batches.extend(self._pending)
@@ -38,7 +45,11 @@ class MemoryDestination(Destination):
 
         if not self._batches:
             return self.schema.to_arrow().empty_table()
-        return pa.Table.from_batches(self._batches)
+        if not self._evolved:
+            return pa.Table.from_batches(self._batches)
+        target = self.schema.to_arrow()
+        return pa.Table.from_batches([conform_to(b, target) for b in self._batches], schema=target)
+
 
     def location(self) -> str:
         return "memory"
@@ -67,3 +78,22 @@ class NullDestination(Destination):
 
     def location(self) -> str:
         return "null"
+
+
+def conform_to(rb, target):
+    """``rb`` as ``target``: its columns cast to the (widened) types, missing columns all null."""
+    import pyarrow as pa
+
+    if rb.schema.equals(target):
+        return rb
+    cols = []
+    for f in target:
+        i = rb.schema.get_field_index(f.name)
+        if i < 0:
+            cols.append(pa.nulls(rb.num_rows, f.type))
+            continue
+        col = rb.column(i)
+        if pa.types.is_dictionary(col.type) and not pa.types.is_dictionary(f.type):
+            col = col.dictionary_decode()
+        cols.append(col if col.type == f.type else col.cast(f.type))
+    return pa.RecordBatch.from_arrays(cols, schema=target)

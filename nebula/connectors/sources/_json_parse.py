@@ -1,0 +1,158 @@
+"""Turning a chunk of JSON value spans into typed batch columns (runs in worker threads).
+
+One kernel call per column converts every row (GIL released). Rejected lines found by the
+structural pass and rows discarded by the schema contract are sent to the reject sink first; a value
+that does not fit its column (a user-typed column, or a string of an inferred timestamp column
+that is not a timestamp) is an error or, by policy, rejects its row, and the clean rows are parsed
+again (as in the CSV source: the rare path stays simple, the common path a straight run of kernels).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ...errors import ParseError, TypeCoercionError
+from ..base import ParseStats
+
+_local = threading.local()
+
+
+def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
+    s = getattr(_local, "s", None)
+    if s is None or s[0].shape[0] < n:
+        s = (np.zeros(max(n, 1024), dtype=np.uint8), np.empty(max(n, 1024), dtype=np.int64))
+        _local.s = s
+    s[0][:n] = 0
+    return s
+
+
+def _text(raw: bytes, limit: int = 60) -> str:
+    t = raw.decode("utf-8", errors="replace")
+    return t if len(t) <= limit else t[:limit] + "…"
+
+
+def parse_spans(src, tok, batch, rejects) -> ParseStats:
+    from ...kernels import json as kj
+
+    buf = tok.block.buf
+    base = tok.block.base
+    rejected = 0
+    for i in range(tok.n_rej):  # lines the structural pass rejected
+        code = int(tok.rej_code[i])
+        reason = kj.ERROR_TEXT.get(code, "JSON syntax error")
+        if code == kj.E_NOT_OBJECT:
+            reason = "valid JSON but not an object: a record must be a JSON object"
+        elif code == kj.E_DEPTH:
+            reason = f"nesting deeper than {src.opts.max_depth} levels (max_depth)"
+        if src.opts.on_error == "fail":
+            raise ParseError(reason, path=tok.path, line=int(tok.rej_line[i]), offset=base + int(tok.rej_pos[i]))
+        rejects.reject(reason=reason, line=int(tok.rej_line[i]), column=None, offset=base + int(tok.rej_pos[i]),
+                       raw=bytes(buf[tok.rej_start[i]:tok.rej_end[i]]), path=tok.path)
+        rejected += 1
+    for r in tok.extra_rejects:  # the schema contract's discards
+        rejects.reject(path=tok.path, **r)
+    rejected += sum(1 for _ in tok.extra_rejects) if src.opts.contract == "discard-row" else 0
+    if src.opts.contract == "discard-value":
+        rejected += 0  # the rows stay (with nulls); each value is still listed as a reject
+
+    schema = batch.schema
+    n = tok.n_rows
+    ns = tok.ns
+    kinds, starts, ends = tok.kinds, tok.starts, tok.ends
+    lines, offs = tok.row_line[:n], tok.row_start[:n]
+    row_start, row_end = tok.row_start[:n], tok.row_end[:n]
+    stop = src.opts.on_error == "fail"
+    m = n
+    while True:
+        row_err, slow = _scratch(m)
+        err_col = None
+        for j, f in enumerate(schema):
+            first = _parse_column(buf, kinds, starts, ends, ns, j, f, batch.columns[j], m, row_err, slow, stop)
+            if first >= 0:
+                if stop:
+                    raise _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, first, j, f)
+                if err_col is None:
+                    err_col = np.full(m, -1, dtype=np.int64)
+                err_col[(row_err[:m] != 0) & (err_col < 0)] = j
+        if err_col is None:
+            break
+        bad_rows = np.flatnonzero(err_col >= 0)
+        for r in bad_rows:
+            r = int(r)
+            j = int(err_col[r])
+            e = _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, r, j, schema[j])
+            rejects.reject(reason=e.reason, line=e.line, column=e.column, offset=e.offset,
+                           raw=bytes(buf[row_start[r]:row_end[r]]), path=tok.path)
+        rejected += bad_rows.shape[0]
+        keep = np.flatnonzero(err_col < 0)
+        kinds = kinds[:m * ns].reshape(m, ns)[keep].ravel()
+        starts = starts[:m * ns].reshape(m, ns)[keep].ravel()
+        ends = ends[:m * ns].reshape(m, ns)[keep].ravel()
+        lines, offs, row_start, row_end = lines[keep], offs[keep], row_start[keep], row_end[keep]
+        m = keep.shape[0]
+        batch.reset()
+    batch.length = m
+    batch.source_rows = n + tok.n_rej
+    return ParseStats(rows=m, rejected=rejected, bytes=0)
+
+
+def _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, r, j, f) -> TypeCoercionError:
+    from ...kernels import json as kj
+
+    i = r * ns + j
+    s, e = int(starts[i]), int(ends[i])
+    k = int(kinds[i])
+    raw = bytes(buf[s:e])
+    reason = f"cannot read {kj.KIND_NAMES[k]} {_text(raw)!r} as {f.type}"
+    if f.name not in src._pinned:
+        reason += (f" (the type was inferred from the first records; use --column {f.name}:string "
+                   "or --no-infer-schema)")
+    return TypeCoercionError(reason, path=tok.path, line=int(lines[r]), column=f.name, offset=base + s, raw=raw)
+
+
+def _parse_column(buf, kinds, starts, ends, ns, j, f, col, m, row_err, slow, stop) -> int:
+    """Run the kernel for column ``j``; returns the first error row or -1."""
+    from ...kernels import json as kj
+    from ...kernels import parse as kp
+
+    t = f.type
+    kind = t.kind
+    if t.is_varlen:
+        total = kj.text_column_size(kinds, starts, ends, ns, j, m)
+        data = col.reserve_data(int(total))
+        nulls, _ = kj.extract_text(buf, kinds, starts, ends, ns, j, m, kind == "json", col.offsets, data,
+                                   col.validity)
+        first = -1
+    elif t.is_integer:
+        lo, hi = -(1 << (t.bits - 1)), (1 << (t.bits - 1)) - 1
+        nulls, _, first = kj.extract_int(buf, kinds, starts, ends, ns, j, m, lo, hi, col.values, col.validity,
+                                         row_err, stop)
+    elif t.is_float:
+        nulls, _, first, nslow = kj.extract_float(buf, kinds, starts, ends, ns, j, m, col.values, col.validity,
+                                                  slow, row_err, stop)
+        for q in range(nslow):
+            r = int(slow[q])
+            i = r * ns + j
+            text = bytes(buf[starts[i]:ends[i]]).decode("ascii")
+            col.values[r] = kp._round_float32(text) if t.kind == "float32" else float(text)
+    elif kind == "decimal":
+        nulls, _, first, nslow = kj.extract_decimal(buf, kinds, starts, ends, ns, j, m, t.precision, t.scale,
+                                                    col.values, col.validity, slow, row_err, stop)
+        for q in range(nslow):
+            r = int(slow[q])
+            i = r * ns + j
+            u = kp._unscaled(bytes(buf[starts[i]:ends[i]]), t.scale) & ((1 << 128) - 1)
+            lo, hi = u & ((1 << 64) - 1), u >> 64
+            col.values[r, 0] = lo - (1 << 64) if lo >> 63 else lo
+            col.values[r, 1] = hi - (1 << 64) if hi >> 63 else hi
+    elif kind == "bool":
+        nulls, _, first = kj.extract_bool(kinds, ns, j, m, col.values, col.validity, row_err, stop)
+    elif kind in ("date", "timestamp"):
+        nulls, _, first = kj.extract_temporal(buf, kinds, starts, ends, ns, j, m, kind == "date", t.tz is not None,
+                                              col.values, col.validity, row_err, stop)
+    else:  # pragma: no cover - every kind is handled above
+        raise AssertionError(kind)
+    col.null_count = int(nulls)
+    return int(first)
