@@ -1,0 +1,675 @@
+"""PostgreSQL destination: binary COPY produced by kernels, one transaction per run.
+
+The rows of a run stream through ONE ``COPY … FROM STDIN (FORMAT BINARY)`` whose tuples are written by
+``nebula.kernels.pgcopy`` straight from the batch columns; the transaction commits at :meth:`commit`,
+together with the pipeline's checkpoint (:meth:`stage_state`), so a run is all or nothing.
+
+Type mapping (a new table; an existing column decides the wire type of its values):
+
+=========================  ===================  ============================================
+Nebula                     PostgreSQL            also accepted by an existing column
+=========================  ===================  ============================================
+int8, int16 / int32 / int64  smallint / integer / bigint   any int (range-checked), numeric
+float32 / float64          real / double         float32 into double
+bool                       boolean
+decimal(p,s)               numeric(p,s)          numeric with room for p,s (else widened)
+string                     text                  varchar, char
+json                       jsonb                 json, text
+date                       date                  timestamp, timestamptz
+timestamp / timestamptz    timestamp / timestamptz  either (values are UTC µs)
+=========================  ===================  ============================================
+
+Modes: ``append`` copies into the table; ``replace`` loads ``<table>__nebula_new`` and swaps it in
+(drop + rename) in the same transaction, so readers see the old or the new rows, never none;
+``merge`` copies into a temporary table and upserts with ``INSERT … ON CONFLICT (key) DO UPDATE``
+(the last row of a key wins). Schema evolution: missing columns are added (nullable); a column
+narrower than the incoming values is widened with ``ALTER … TYPE`` when that is safe (real → double,
+numeric precision/scale, date → timestamp, int → numeric; int → wider int only with the ``widen``
+option, otherwise integers are range-checked value by value); anything else is a
+:class:`~nebula.errors.SchemaEvolutionError`.
+
+Options: ``table``, ``db_schema`` (PostgreSQL schema of the table), ``copy`` (``binary``, default, or
+``csv``: text COPY rendered by the CSV encoder), ``widen`` (ALTER int columns wider instead of
+range-checking), ``connect_timeout`` (s, default 10), ``retries`` (connection attempts, default 3).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from ...errors import (
+    ConfigError,
+    ConnectionFailed,
+    DataError,
+    DestinationError,
+    SchemaEvolutionError,
+    TypeCoercionError,
+)
+from ..base import Capabilities, Destination
+
+CHUNK_ROWS = 16384  # a multiple of 8 (validity bytes); ~2 MB of tuples stays cache-resident
+_OPTIONS = ("table", "db_schema", "copy", "widen", "connect_timeout", "retries")
+_INT_BYTES = {"int8": 2, "int16": 2, "int32": 4, "int64": 8}
+_PG_INT_BYTES = {"int2": 2, "int4": 4, "int8": 8}
+_PG_INT_NAME = {2: "smallint", 4: "integer", 8: "bigint"}
+_INT_DIGITS = {"int2": 5, "int4": 10, "int8": 19}
+_EMPTY = np.zeros(0, dtype=np.uint8)
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+# -- connections and names (shared with the PostgreSQL source) ------------------------------------
+def quote_ident(name: str) -> str:
+    if "\x00" in name:
+        raise ConfigError(f"identifier {name!r} contains a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("\n", "; ")).strip(" ;")
+
+
+def safe_message(url: str, text: str) -> str:
+    """``text`` on one line with the URL's password (and any URL password) replaced by ``***``."""
+    from ...config import redact
+
+    pw = _password(url)
+    return redact(_one_line(text), {pw} if pw else set())
+
+
+def connect(url: str, *, timeout: float = 10, retries: int = 3, autocommit: bool = False):
+    """A psycopg connection to ``url`` (libpq URI), retried with backoff on connection errors only.
+
+    Raises :class:`ConnectionFailed` (one line, no password): retryable when the server could not be
+    reached, not when it refused the credentials or the database.
+    """
+    try:
+        import psycopg
+    except ImportError as e:
+        raise ConfigError("PostgreSQL needs psycopg: pip install 'nebula[postgres]'") from e
+    from ...config import redact_url
+
+    last = None
+    for attempt in range(max(1, int(retries))):
+        try:
+            return psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=autocommit,
+                                   application_name="nebula")
+        except psycopg.OperationalError as e:
+            msg = str(e)
+            last = e
+            if re.search(r"authentication|password|does not exist|no pg_hba|permission denied|role ", msg, re.I):
+                raise ConnectionFailed(f"{redact_url(url)}: PostgreSQL refused the connection: "
+                                       f"{safe_message(url, _reason(msg))}", retryable=False) from None
+            if attempt + 1 < retries:
+                time.sleep(0.25 * 2**attempt)
+        except psycopg.ProgrammingError as e:  # a malformed URI / conninfo
+            raise ConfigError(f"{redact_url(url)}: invalid PostgreSQL URL: {safe_message(url, str(e))}") from None
+    raise ConnectionFailed(f"{redact_url(url)}: cannot connect to PostgreSQL after {retries} attempts: "
+                           f"{safe_message(url, _reason(str(last)))}", retryable=True) from None
+
+
+def _reason(msg: str) -> str:
+    return msg.removeprefix("connection failed: ")
+
+
+def qualified(table: str, db_schema: str | None) -> str:
+    return (quote_ident(db_schema) + "." if db_schema else "") + quote_ident(table)
+
+
+def table_columns(cur, qname: str) -> dict[str, tuple[str, int, str]] | None:
+    """``{column: (type name, typmod, formatted type)}`` of an existing table (in order), or None."""
+    cur.execute("SELECT to_regclass(%s)::oid", (qname,))
+    oid = cur.fetchone()[0]
+    if oid is None:
+        return None
+    cur.execute("SELECT a.attname, t.typname, a.atttypmod, format_type(a.atttypid, a.atttypmod) "
+                "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", (oid,))
+    return {r[0]: (r[1], r[2], r[3]) for r in cur.fetchall()}
+
+
+def numeric_typmod(typmod: int) -> tuple[int, int] | None:
+    """(precision, scale) of a numeric column's typmod, None when unconstrained."""
+    if typmod < 4:
+        return None
+    t = typmod - 4
+    return (t >> 16) & 0xFFFF, t & 0xFFFF
+
+
+def _pkey_name(table: str, suffix: str = "") -> str:
+    return f"{table[:40]}{suffix}_pkey"  # within PostgreSQL's 63-byte names, whatever the table name
+
+
+def pg_type(t) -> str:
+    """The PostgreSQL column type of a :class:`~nebula.types.LogicalType`."""
+    k = t.kind
+    if k in _INT_BYTES:
+        return _PG_INT_NAME[_INT_BYTES[k]]
+    return {"float32": "real", "float64": "double precision", "bool": "boolean", "string": "text",
+            "json": "jsonb", "date": "date",
+            "timestamp": "timestamptz" if t.tz else "timestamp",
+            "decimal": f"numeric({t.precision},{t.scale})"}[k]
+
+
+# -- wire plan per column -------------------------------------------------------------------------
+class _Plan:
+    """How one column goes on the wire: ``how`` in int/float/bool/text/numeric, plus parameters."""
+
+    __slots__ = ("how", "width", "bias", "lo", "hi", "version", "scale", "convert", "pgname")
+
+    def __init__(self, how, *, width=0, bias=0, lo=_I64_MIN, hi=_I64_MAX, version=-1, scale=0, convert=None,
+                 pgname=""):
+        self.how, self.width, self.bias, self.lo, self.hi = how, width, bias, lo, hi
+        self.version, self.scale, self.convert, self.pgname = version, scale, convert, pgname
+
+
+def _plan_for(t, typname: str, typmod: int, pgname: str) -> _Plan | None:
+    """The wire plan for values of type ``t`` into a column of ``typname``, or None if impossible."""
+    from ...kernels.pgcopy import PG_EPOCH_DAYS, PG_EPOCH_US
+
+    k = t.kind
+    if t.is_integer:
+        if typname in _PG_INT_BYTES:
+            w = _PG_INT_BYTES[typname]
+            lo, hi = (-(2 ** (8 * w - 1)), 2 ** (8 * w - 1) - 1) if w < _INT_BYTES[k] else (_I64_MIN, _I64_MAX)
+            return _Plan("int", width=w, lo=lo, hi=hi, pgname=pgname)
+        if typname == "numeric":
+            return _Plan("numeric", scale=0, convert="int_words", pgname=pgname)
+        return None
+    if k in ("float32", "float64"):
+        if typname == "float8":
+            return _Plan("float", width=8, convert="f64" if k == "float32" else None, pgname=pgname)
+        if typname == "float4" and k == "float32":
+            return _Plan("float", width=4, pgname=pgname)
+        return None
+    if k == "bool":
+        return _Plan("bool", pgname=pgname) if typname == "bool" else None
+    if k == "decimal":
+        return _Plan("numeric", scale=t.scale, pgname=pgname) if typname == "numeric" else None
+    if k == "string":
+        return _Plan("text", pgname=pgname) if typname in ("text", "varchar", "bpchar") else None
+    if k == "json":
+        if typname == "jsonb":
+            return _Plan("text", version=1, pgname=pgname)
+        return _Plan("text", pgname=pgname) if typname in ("json", "text", "varchar") else None
+    if k == "date":
+        if typname == "date":
+            return _Plan("int", width=4, bias=PG_EPOCH_DAYS, pgname=pgname)
+        if typname in ("timestamp", "timestamptz"):
+            return _Plan("int", width=8, bias=PG_EPOCH_US, convert="days_us", pgname=pgname)
+        return None
+    if k == "timestamp":
+        if typname in ("timestamp", "timestamptz"):
+            return _Plan("int", width=8, bias=PG_EPOCH_US, pgname=pgname)
+        return None
+    return None
+
+
+def _widening(t, typname: str, typmod: int, widen_ints: bool) -> str | None:
+    """The type to ALTER an existing ``typname`` column to so it holds ``t`` values, when that is safe."""
+    k = t.kind
+    if t.is_integer and typname in _PG_INT_BYTES and widen_ints and _INT_BYTES[k] > _PG_INT_BYTES[typname]:
+        return _PG_INT_NAME[_INT_BYTES[k]]
+    if k == "float64" and typname == "float4":
+        return "double precision"
+    if k == "decimal" and typname in _PG_INT_BYTES:
+        intd = max(_INT_DIGITS[typname], t.precision - t.scale)
+        return f"numeric({intd + t.scale},{t.scale})" if intd + t.scale <= 1000 else None
+    if k == "decimal" and typname == "numeric":
+        pm = numeric_typmod(typmod)
+        if pm is None:
+            return None
+        p, s = pm
+        if s >= t.scale and p - s >= t.precision - t.scale:
+            return None
+        s2 = max(s, t.scale)
+        p2 = max(p - s, t.precision - t.scale) + s2
+        return f"numeric({p2},{s2})" if p2 <= 1000 else None
+    if k == "timestamp" and typname == "date":
+        return "timestamptz" if t.tz else "timestamp"
+    return None
+
+
+# -- the encoder ----------------------------------------------------------------------------------
+def _string_buffers(arr):
+    """(offsets int32, data uint8) of a pyarrow string array without nulls."""
+    import pyarrow as pa
+
+    if pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.string())
+    if arr.offset:
+        arr = pa.concat_arrays([arr])
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=len(arr) + 1)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None and bufs[2].size else _EMPTY
+    return offsets, data
+
+
+class BinaryCopyEncoder:
+    """Turns batches into binary COPY tuples (no header/trailer) following one :class:`_Plan` per column.
+
+    :meth:`encode` yields uint8 views of one reused buffer: send each before asking for the next.
+    """
+
+    def __init__(self, schema, plans: list[_Plan], where: str = "") -> None:
+        self.schema, self.plans, self.where = schema, plans, where
+        self._out = np.empty(1 << 20, dtype=np.uint8)
+        self._lens = np.empty(CHUNK_ROWS, dtype=np.int64)
+        self._cursor = np.empty(CHUNK_ROWS, dtype=np.int64)
+        self.rows = 0  # rows encoded so far (for error messages)
+
+    def encode(self, batch) -> Iterator[np.ndarray]:
+        from ...kernels import pgcopy as k
+
+        n = batch.length
+        for a in range(0, n, CHUNK_ROWS):
+            b = min(n, a + CHUNK_ROWS)
+            m = b - a
+            lens = self._lens[:m]
+            lens[:] = 2
+            cols = [self._prepare(col, plan, a, b) for col, plan in zip(batch.columns, self.plans, strict=True)]
+            for c in cols:
+                self._size(c, m, lens)
+            cursor = self._cursor[:m]
+            cursor[0] = 0
+            np.cumsum(lens[:-1], out=cursor[1:])
+            total = int(cursor[m - 1] + lens[m - 1])
+            if self._out.shape[0] < total:
+                self._out = np.empty(max(total, self._out.shape[0] * 3 // 2), dtype=np.uint8)
+            out = self._out
+            k.put_row_headers(m, len(cols), out, cursor)
+            for c in cols:
+                self._fill(c, m, out, cursor, a)
+            self.rows += m
+            yield out[:total]
+
+    def _prepare(self, col, plan, a, b):
+        from ...kernels import pgcopy as k
+
+        has_nulls = col.null_count > 0
+        valid = col.validity[a >> 3:] if has_nulls else _EMPTY
+        how = plan.how
+        name = col.field.name
+        if how == "text":
+            if col.dictionary is not None:
+                doffs, ddata = _string_buffers(col.dictionary)
+                bad = k.first_nul(doffs, ddata, len(col.dictionary), _EMPTY, False)
+                codes = col.values[a:b]
+                if bad >= 0:
+                    rows = np.flatnonzero(codes == bad)
+                    rows = [r for r in rows if not has_nulls or (valid[r >> 3] >> (r & 7)) & 1]
+                    if rows:
+                        self._nul(name, a + rows[0])
+                return ("take", plan, doffs, ddata, codes, valid, has_nulls)
+            offsets = col.offsets[a:b + 1]
+            bad = k.first_nul(offsets, col.data, b - a, valid, has_nulls)
+            if bad >= 0:
+                self._nul(name, a + bad)
+            return ("text", plan, offsets, col.data, valid, has_nulls)
+        if how == "bool":
+            return ("bool", plan, col.values[a >> 3:], valid, has_nulls)
+        if how == "numeric":
+            if plan.convert == "int_words":
+                v = col.values[a:b].astype(np.int64)
+                words = np.empty((b - a, 2), dtype=np.int64)
+                words[:, 0] = v
+                words[:, 1] = v >> 63
+            else:
+                words = col.values[a:b]
+            return ("numeric", plan, words, valid, has_nulls)
+        values = col.values[a:b]
+        if plan.convert == "f64":
+            values = values.astype(np.float64)
+        elif plan.convert == "days_us":
+            values = values.astype(np.int64) * 86400000000
+        if how == "float":
+            values = values.view(np.int64 if values.dtype.itemsize == 8 else np.int32)
+        return ("int", plan, values, valid, has_nulls)
+
+    def _size(self, c, m, lens):
+        from ...kernels import pgcopy as k
+
+        kind, plan = c[0], c[1]
+        if kind == "text":
+            k.add_text_sizes(c[2], m, c[4], c[5], 1 if plan.version >= 0 else 0, lens)
+        elif kind == "take":
+            k.add_text_sizes_take(c[2], c[4], m, c[5], c[6], 1 if plan.version >= 0 else 0, lens)
+        elif kind == "numeric":
+            k.add_numeric_sizes(c[2], m, plan.scale, c[3], c[4], lens)
+        elif kind == "bool":
+            k.add_fixed_sizes(m, c[3], c[4], 1, lens)
+        else:
+            k.add_fixed_sizes(m, c[3], c[4], plan.width, lens)
+
+    def _fill(self, c, m, out, cursor, a):
+        from ...kernels import pgcopy as k
+
+        kind, plan = c[0], c[1]
+        if kind == "text":
+            k.put_texts(c[2], c[3], m, c[4], c[5], plan.version, out, cursor)
+        elif kind == "take":
+            k.put_texts_take(c[2], c[3], c[4], m, c[5], c[6], plan.version, out, cursor)
+        elif kind == "numeric":
+            k.put_numerics(c[2], m, plan.scale, c[3], c[4], out, cursor)
+        elif kind == "bool":
+            k.put_bools(c[2], m, c[3], c[4], out, cursor)
+        else:
+            bad = k.put_ints(c[2], m, plan.width, plan.bias, plan.lo, plan.hi, c[3], c[4], out, cursor)
+            if bad >= 0:
+                i = self.plans.index(plan)
+                name = self.schema[i].name
+                raise TypeCoercionError(
+                    f"row {self.rows + a + bad + 1}: value {int(c[2][bad])} is out of range for the {plan.pgname} "
+                    "column (widen it: ALTER TABLE … TYPE bigint, or the destination option widen: true)",
+                    path=self.where, column=name)
+
+    def _nul(self, name: str, row: int) -> None:
+        raise DataError(f"row {self.rows + row + 1}: text contains a NUL character (0x00), which PostgreSQL "
+                        "cannot store", path=self.where, column=name)
+
+
+# -- the destination ------------------------------------------------------------------------------
+class PostgresDestination(Destination):
+    """Rows into a PostgreSQL table by binary COPY (see the module docstring)."""
+
+    capabilities = Capabilities(modes=("append", "replace", "merge"), schemes=("postgresql", "postgres"),
+                                exactly_once=True, schema_evolution=True,
+                                notes="binary COPY from kernels; one transaction per run incl. the checkpoint")
+
+    def __init__(self, url: str, *, options: dict | None = None) -> None:
+        self.url = url
+        self.options = dict(options or {})
+        unknown = sorted(set(self.options) - set(_OPTIONS))
+        if unknown:
+            raise ConfigError(f"{self._label()}: unknown option(s) {', '.join(unknown)}; known: {', '.join(_OPTIONS)}")
+        fmt = str(self.options.get("copy", "binary")).lower()
+        if fmt not in ("binary", "csv"):
+            raise ConfigError(f"{self._label()}: option copy must be binary or csv, got {fmt!r}")
+        self._fmt = fmt
+        self.conn = None
+        self.table = ""
+        self._qname = ""
+        self._copy_cm = None
+        self._copy = None
+        self._encoder = None
+        self._mode = "append"
+        self._key: list[str] = []
+        self._schema = None
+        self._stage = ""
+        self._state: tuple[str, dict] | None = None
+
+    def _label(self) -> str:
+        from ...config import redact_url
+
+        return redact_url(self.url)
+
+    def _connect(self, autocommit: bool = False):
+        return connect(self.url, timeout=float(self.options.get("connect_timeout", 10)),
+                       retries=int(self.options.get("retries", 3)), autocommit=autocommit)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def open(self, schema, *, mode: str = "append", table: str | None = None, key: list[str] | None = None) -> None:
+        if mode not in self.capabilities.modes:
+            raise ConfigError(f"{self._label()}: mode {mode!r} is not supported; use append, replace or merge")
+        table = table or self.options.get("table")
+        if not table:
+            raise ConfigError(f"{self._label()}: a table name is needed (--table)")
+        key = list(key or [])
+        if mode == "merge" and not key:
+            raise ConfigError(f"{self._label()}: merge needs a key (--key COL[,COL])")
+        missing = [c for c in key if c not in schema]
+        if missing:
+            raise ConfigError(f"{self._label()}: key column(s) {', '.join(missing)} not in the schema")
+        self.table, self._mode, self._key, self._schema = table, mode, key, schema
+        self._qname = qualified(table, self.options.get("db_schema"))
+        self.conn = self._connect()
+        try:
+            plans = self._prepare(schema)
+            self._start_copy(schema, plans)
+        except BaseException as e:
+            self.abort()
+            raise self._map(e, "cannot prepare the load") from None
+
+    def _prepare(self, schema) -> list[_Plan]:
+        cur = self.conn.cursor()
+        dbs = self.options.get("db_schema")
+        if self._mode == "replace":
+            self._stage = qualified(f"{self.table}__nebula_new", dbs)
+            cur.execute(f"DROP TABLE IF EXISTS {self._stage}")  # a crashed run's leftover (never committed)
+            self._create(cur, self._stage, schema, pkey=_pkey_name(self.table, "__nebula_new"))
+            return [_plan_for(f.type, *self._pg_name(f.type)) for f in schema]
+        existing = table_columns(cur, self._qname)
+        if existing is None:
+            self._create(cur, self._qname, schema)
+            plans = [_plan_for(f.type, *self._pg_name(f.type)) for f in schema]
+        else:
+            plans = self._evolve(cur, existing, schema)
+        if self._mode == "merge":
+            self._ensure_unique(cur)
+            self._stage = quote_ident(f"nebula_stage_{id(self):x}")
+            cols = ", ".join(quote_ident(f.name) for f in schema)
+            cur.execute(f"CREATE TEMP TABLE {self._stage} ON COMMIT DROP AS SELECT {cols} FROM {self._qname} "
+                        "WITH NO DATA")
+        else:
+            self._stage = self._qname
+        return plans
+
+    @staticmethod
+    def _pg_name(t) -> tuple[str, int, str]:
+        name = pg_type(t)
+        typname = {"smallint": "int2", "integer": "int4", "bigint": "int8", "real": "float4",
+                   "double precision": "float8", "boolean": "bool"}.get(name, name.split("(")[0])
+        typmod = (t.precision << 16 | t.scale) + 4 if t.kind == "decimal" else -1
+        return typname, typmod, name
+
+    def _create(self, cur, qname: str, schema, pkey: str | None = None) -> None:
+        cols = [f"{quote_ident(f.name)} {pg_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema]
+        if self._key:
+            cols.append(f"CONSTRAINT {quote_ident(pkey or _pkey_name(self.table))} "
+                        f"PRIMARY KEY ({', '.join(quote_ident(k) for k in self._key)})")
+        cur.execute(f"CREATE TABLE {qname} ({', '.join(cols)})")
+
+    def _evolve(self, cur, existing: dict, schema) -> list[_Plan]:
+        widen_ints = bool(self.options.get("widen", False))
+        plans = []
+        for f in schema:
+            if f.name not in existing:
+                cur.execute(f"ALTER TABLE {self._qname} ADD COLUMN {quote_ident(f.name)} {pg_type(f.type)}")
+                plans.append(_plan_for(f.type, *self._pg_name(f.type)))
+                continue
+            typname, typmod, shown = existing[f.name]
+            wider = _widening(f.type, typname, typmod, widen_ints)
+            if wider is not None:
+                cur.execute(f"ALTER TABLE {self._qname} ALTER COLUMN {quote_ident(f.name)} TYPE {wider}")
+                cur.execute("SELECT t.typname, a.atttypmod, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+                            "JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass(%s) AND a.attname = %s",
+                            (self._qname, f.name))
+                typname, typmod, shown = cur.fetchone()
+            plan = _plan_for(f.type, typname, typmod, shown)
+            if plan is None:
+                raise SchemaEvolutionError(
+                    f"{self._label()}: table {self.table!r} column {f.name!r} is {shown}; cannot write "
+                    f"{f.type} values into it (change the column or use --mode replace)")
+            plans.append(plan)
+        return plans
+
+    def _ensure_unique(self, cur) -> None:
+        cur.execute("SELECT i.indkey::int2[] FROM pg_index i WHERE i.indrelid = to_regclass(%s) AND i.indisunique "
+                    "AND i.indpred IS NULL", (self._qname,))
+        cur2 = self.conn.cursor()
+        cur2.execute("SELECT attnum, attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0",
+                     (self._qname,))
+        names = dict(cur2.fetchall())
+        want = set(self._key)
+        for (indkey,) in cur.fetchall():
+            if {names.get(a) for a in indkey} == want:
+                return
+        idx = quote_ident(f"{self.table}__nebula_key")
+        cur.execute(f"CREATE UNIQUE INDEX {idx} ON {self._qname} ({', '.join(quote_ident(k) for k in self._key)})")
+
+    def _start_copy(self, schema, plans) -> None:
+        cols = ", ".join(quote_ident(f.name) for f in schema)
+        if self._fmt == "csv":
+            from .files import TextEncoder
+
+            self._encoder = TextEncoder(schema, "csv")
+            sql = f"COPY {self._stage} ({cols}) FROM STDIN (FORMAT CSV)"
+        else:
+            from ...kernels.pgcopy import HEADER
+
+            self._encoder = BinaryCopyEncoder(schema, plans, where=f"{self._label()} table {self.table}")
+            sql = f"COPY {self._stage} ({cols}) FROM STDIN (FORMAT BINARY)"
+        self._copy_cm = self.conn.cursor().copy(sql)
+        self._copy = self._copy_cm.__enter__()
+        if self._fmt == "binary":
+            self._copy.write(HEADER)
+
+    def write(self, batch) -> int:
+        if self._copy is None:
+            raise DestinationError(f"{self._label()}: write() before open()")
+        if batch.length == 0:
+            return 0
+        if self._mode == "merge":
+            self._check_keys(batch)
+        sent = 0
+        try:
+            for chunk in self._encoder.encode(batch):
+                self._copy.write(memoryview(chunk))
+                sent += chunk.shape[0]
+        except Exception as e:
+            raise self._map(e, f"COPY into {self.table!r} failed") from None
+        return sent
+
+    def _check_keys(self, batch) -> None:
+        for k in self._key:
+            col = batch.column(k)
+            if col.null_count:
+                bits = np.unpackbits(col.validity, bitorder="little")[:batch.length]
+                row = int(np.flatnonzero(bits == 0)[0])
+                done = self._encoder.rows if isinstance(self._encoder, BinaryCopyEncoder) else 0
+                raise DataError(f"row {done + row + 1}: the merge key is null (every row needs a key)",
+                                path=f"{self._label()} table {self.table}", column=k)
+
+    def stage_state(self, name: str, value: dict) -> None:
+        self._state = (name, dict(value))
+
+    def commit(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            self._finish_copy()
+            cur = self.conn.cursor()
+            if self._mode == "merge":
+                self._merge(cur)
+            elif self._mode == "replace":
+                cur.execute(f"DROP TABLE IF EXISTS {self._qname}")
+                cur.execute(f"ALTER TABLE {self._stage} RENAME TO {quote_ident(self.table)}")
+                if self._key:
+                    cur.execute(f"ALTER TABLE {self._qname} RENAME CONSTRAINT "
+                                f"{quote_ident(_pkey_name(self.table, '__nebula_new'))} TO "
+                                f"{quote_ident(_pkey_name(self.table))}")
+            if self._state is not None:
+                from ...state import StateStore
+
+                StateStore.set_in(self.conn, *self._state)
+            self.conn.commit()
+        except BaseException as e:
+            self.abort()
+            raise self._map(e, "cannot commit") from None
+        self._close()
+
+    def _finish_copy(self) -> None:
+        cm, self._copy_cm = self._copy_cm, None
+        if cm is None:
+            return
+        if self._fmt == "binary":
+            from ...kernels.pgcopy import TRAILER
+
+            self._copy.write(TRAILER)
+        self._copy = None
+        cm.__exit__(None, None, None)
+
+    def _merge(self, cur) -> None:
+        names = [quote_ident(f.name) for f in self._schema]
+        keys = ", ".join(quote_ident(k) for k in self._key)
+        cols = ", ".join(names)
+        rest = [n for f, n in zip(self._schema, names, strict=True) if f.name not in self._key]
+        action = ("DO UPDATE SET " + ", ".join(f"{n} = EXCLUDED.{n}" for n in rest)) if rest else "DO NOTHING"
+        cur.execute(f"INSERT INTO {self._qname} ({cols}) SELECT {cols} FROM (SELECT DISTINCT ON ({keys}) * "
+                    f"FROM {self._stage} ORDER BY {keys}, ctid DESC) AS s ON CONFLICT ({keys}) {action}")
+
+    def committed_state(self, name: str) -> dict | None:
+        import json
+
+        with self._connect(autocommit=True) as conn:
+            row = conn.execute("SELECT to_regclass('state')").fetchone()
+            if row[0] is None:
+                return None
+            row = conn.execute("SELECT value FROM state WHERE name = %s", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def abort(self) -> None:
+        cm, self._copy_cm, self._copy = self._copy_cm, None, None
+        if self.conn is None:
+            return
+        if cm is not None:
+            try:
+                cm.__exit__(DestinationError, DestinationError("aborted"), None)
+            except Exception:  # noqa: BLE001 - the copy is being thrown away
+                pass
+        try:
+            self.conn.rollback()
+        except Exception:  # noqa: BLE001
+            pass
+        self._close()
+
+    def _close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def close(self) -> None:
+        self.abort()
+
+    def location(self) -> str:
+        return f"{self._label()} table {self.table}" if self.table else self._label()
+
+    # -- errors ------------------------------------------------------------------------------------
+    def _map(self, e: BaseException, what: str) -> BaseException:
+        """A typed Nebula error for a psycopg error (others pass through)."""
+        try:
+            import psycopg
+        except ImportError:
+            return e
+        if not isinstance(e, psycopg.Error):
+            return e
+        where = f"{self._label()} table {self.table}"
+        diag = getattr(e, "diag", None)
+        primary = (diag.message_primary if diag is not None else None) or str(e)
+        ctx = diag.context if diag is not None else None
+        detail = primary + (f" ({_one_line(ctx)})" if ctx else "")
+        detail = safe_message(self.url, detail)
+        state = getattr(e, "sqlstate", None) or ""
+        if isinstance(e, psycopg.OperationalError) and (state[:2] in ("", "08", "57") or state == "57P01"):
+            return ConnectionFailed(f"{where}: lost the connection ({detail}); the transaction was rolled back "
+                                    "and nothing of this run was committed: run it again", retryable=True)
+        if state[:2] in ("22", "23"):
+            m = re.search(r"column (\S+)", ctx or "")
+            return DataError(f"{what}: {detail}", path=where, column=m.group(1).strip('"') if m else None)
+        if state[:2] == "40" or state == "55P03":
+            return DestinationError(f"{where}: {what}: {detail}", retryable=True)
+        return DestinationError(f"{where}: {what}: {detail}")
