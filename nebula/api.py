@@ -160,7 +160,7 @@ def make_destination(url: str, o: CopyOptions):
 
 
 def _label(url) -> str:
-    from .config import redact_url
+    from .redact import redact_url
 
     if isinstance(url, list | tuple):
         return ", ".join(redact_url(os.fspath(u)) for u in url)

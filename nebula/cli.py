@@ -53,7 +53,7 @@ def _fail(e: BaseException) -> None:
     else:
         msg, code = f"internal error: {type(e).__name__}: {e} (run with --debug for details)", 1
     try:
-        from .config import redact
+        from .redact import redact
 
         msg = redact(msg)
     except Exception:  # noqa: BLE001

@@ -53,6 +53,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError, NebulaError
+from .redact import redact, redact_url  # noqa: F401  (re-exported)
 from .types import parse_type
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
@@ -60,20 +61,6 @@ _SECRET_VAR = re.compile(r"PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
 _SECRET_OPTION = re.compile(r"password|passwd|secret|token|credential|api_?key|private_?key|access_?key",
                             re.IGNORECASE)
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s/]*)(?=@)")
-
-
-# -- redaction ----------------------------------------------------------------------------------
-def redact_url(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@host`` in ``text`` with ``***``."""
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
-
-
-def redact(text: str, secrets: frozenset[str] | set[str] | tuple[str, ...] = ()) -> str:
-    """``text`` with every secret value and every URL password replaced by ``***``."""
-    for s in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(s, "***")
-    return redact_url(text)
 
 
 # -- models -------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import os
 
 
 def _report(pipeline: str, role: str, target: str, status: str, reason: str = "") -> dict:
-    from .config import redact, redact_url
+    from .redact import redact, redact_url
 
     return {"pipeline": pipeline, "role": role, "target": redact_url(target), "status": status,
             "reason": redact(reason)}
