@@ -86,6 +86,7 @@ class PgServer:
 
         with psycopg.connect(self.dsn, autocommit=True) as c:
             c.execute(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
+            c.execute(f"GRANT ALL ON SCHEMA public TO {PASSWORD_USER}")
         return self
 
     def _wait(self) -> None:
