@@ -300,6 +300,11 @@ class _TextFileDestination(Destination):
     def _check_append(self, schema) -> None:
         """Hook: refuse appending rows that do not fit the existing file."""
 
+    def evolve(self, schema) -> None:
+        """JSON lines: later rows are written with the new schema's keys (earlier rows lack the new
+        ones, which readers take as null). CSV overrides this: its header is already written."""
+        self._encoder = self._make_encoder(schema)
+
     def write(self, batch) -> int:
         if self._file is None:
             raise DestinationError(f"{self.path}: write() before open()")
@@ -344,6 +349,11 @@ class CsvDestination(_TextFileDestination):
         if not self.options.get("header", True):
             enc.header = lambda: b""
         return enc
+
+    def evolve(self, schema) -> None:
+        raise SchemaEvolutionError(f"{self.path}: a CSV file cannot change its columns mid-file (the header is "
+                                   f"written); the source's schema changed to: {schema}. Write Parquet, JSON "
+                                   "lines or a table instead, or give the full schema (--schema)")
 
     def _check_append(self, schema) -> None:
         if not self.options.get("header", True):
@@ -434,6 +444,40 @@ class ParquetDestination(Destination):
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         self._file = AtomicFile(self.path, open_stream=False)
 
+    def evolve(self, schema) -> None:
+        """Continue with ``schema``. A Parquet file has one schema, so rows already encoded into row
+        groups are rewritten (one row group at a time, cast to the new types, new columns null) into
+        a fresh temporary file that the rest of the run continues; rows still pending are cast."""
+        from .memory import conform_to
+
+        target = schema.to_arrow()
+        self._pending = [conform_to(rb, target) for rb in self._pending]
+        self._stop_encoder()
+        self._raise_encoder_error()
+        self._schema = schema
+        if self._writer is None:
+            return
+        import pyarrow.parquet as pq
+
+        old_writer, self._writer = self._writer, None
+        try:
+            old_writer.close()
+        except OSError as e:
+            raise destination_error(self.path, e) from e
+        old_path = self._file.temp_path
+        new_path = old_path + ".evolve"
+        self._open_writer(target, new_path)
+        try:
+            pf = pq.ParquetFile(old_path)
+            for i in range(pf.num_row_groups):
+                t = pf.read_row_group(i)
+                rbs = [conform_to(rb, target) for rb in t.to_batches()]
+                self._writer.write_table(pa_table(rbs, target), row_group_size=max(self.row_group_rows, t.num_rows))
+            pf.close()
+            os.replace(new_path, old_path)  # the open writer follows its file
+        except OSError as e:
+            raise destination_error(self.path, e) from e
+
     def write(self, batch) -> int:
         if self._file is None:
             raise DestinationError(f"{self.path}: write() before open()")
@@ -507,7 +551,7 @@ class ParquetDestination(Destination):
         except OSError as e:
             raise destination_error(self.path, e) from e
 
-    def _open_writer(self, arrow_schema) -> None:
+    def _open_writer(self, arrow_schema, path: str | None = None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -516,7 +560,7 @@ class ParquetDestination(Destination):
         if use_dict is None:  # Parquet dictionary pages for the columns we dictionary-encoded
             use_dict = [f.name for f in arrow_schema if pa.types.is_dictionary(f.type)] or False
         try:
-            self._writer = pq.ParquetWriter(self._file.temp_path, arrow_schema, compression=comp,
+            self._writer = pq.ParquetWriter(path or self._file.temp_path, arrow_schema, compression=comp,
                                             compression_level=self.level if comp else None,
                                             use_dictionary=use_dict)
         except OSError as e:
@@ -563,10 +607,20 @@ class ParquetDestination(Destination):
         return self.path
 
 
+def pa_table(batches, schema):
+    import pyarrow as pa
+
+    return pa.Table.from_batches(batches, schema=schema)
+
+
 def _conform(rb, schema):
     """``rb`` with dictionary/plain string columns converted to the writer's choice."""
     if rb.schema.equals(schema):
         return rb
+    if rb.schema.names != schema.names:  # a batch from before a schema evolution
+        from .memory import conform_to
+
+        return conform_to(rb, schema)
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -140,6 +140,25 @@ class SqliteDestination(Destination):
                 self._evolve(t, existing, schema)
                 if self._mode == "merge":
                     self._ensure_unique(t)
+        self._sql = self._insert_sql(schema)
+
+    def evolve(self, schema) -> None:
+        """Columns new in ``schema`` are added (ALTER TABLE ADD COLUMN, nullable). A widened type
+        keeps the column's declared type: SQLite stores each value with its own type anyway."""
+        if self.conn is None:
+            raise DestinationError(f"{self.url}: evolve() before open()")
+        try:
+            existing = self._columns(self._target) or {}
+            for f in schema:
+                if f.name not in existing:
+                    self.conn.execute(f"ALTER TABLE {quote_ident(self._target)} ADD COLUMN {quote_ident(f.name)} "
+                                      f"{_SQL_TYPE[f.type.kind]}")
+        except sqlite3.Error as e:
+            raise self._error(e, "cannot add columns") from e
+        self._schema = schema
+        self._sql = self._insert_sql(schema)
+
+    def _insert_sql(self, schema) -> str:
         cols = ", ".join(quote_ident(f.name) for f in schema)
         marks = ", ".join("?" for _ in schema)
         sql = f"INSERT INTO {quote_ident(self._target)} ({cols}) VALUES ({marks})"
@@ -151,7 +170,7 @@ class SqliteDestination(Destination):
                 sql += f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
             else:
                 sql += f" ON CONFLICT ({keys}) DO NOTHING"
-        self._sql = sql
+        return sql
 
     def _columns(self, table: str) -> dict[str, str] | None:
         rows = self.conn.execute(f"PRAGMA table_info({quote_ident(table)})").fetchall()
