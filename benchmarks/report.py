@@ -265,6 +265,14 @@ def write(results: dict, info: dict, out_md: Path) -> str:
         lines += cold_section(results["cold_start"])
     if "scaling" in results:
         lines += scaling_section(results["scaling"])
+    if "kernel_scaling" in results:
+        k = results["kernel_scaling"]
+        if "error" in k:
+            lines += [f"- parse kernels alone: failed: {k['error']}", ""]
+        else:
+            lines += [f"- parse kernels alone (`python -m benchmarks.kernel_scaling --rows {k['rows']}`: every chunk "
+                      f"tokenized first, then parsed by the workers' code): 1 thread {k['seconds_1_thread']:.3f} s, "
+                      f"2 threads {k['seconds_2_threads']:.3f} s: **{k['ratio']:.2f}×** (target ≥ 1.7×).", ""]
     text = "\n".join(lines).rstrip() + "\n"
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(text)

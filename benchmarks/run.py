@@ -308,6 +308,16 @@ def bench_scaling(rows: int, repeat: int, tmp: Path) -> list[Result]:
     return results
 
 
+def bench_kernel_scaling(rows: int) -> dict:
+    """The parse kernels alone on 1 and 2 threads (``benchmarks/kernel_scaling.py``), in its own process."""
+    log(f"kernel scaling: parse kernels on 1 and 2 threads, {rows:,} rows")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.kernel_scaling", "--rows", str(rows)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def _raw(obj):
     """Every run as plain data (benchmarks/data/last_run.json), for a second look at the noise."""
     if isinstance(obj, dict):
@@ -371,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             results["cold_start"] = bench_cold_start(args.repeat, tmp)
         if "scaling" in tasks:
             results["scaling"] = bench_scaling(args.rows, args.repeat, tmp)
+            results["kernel_scaling"] = bench_kernel_scaling(min(args.rows, 2_000_000))
     info = {"command": command, "started": started, "seconds": time.time() - started,
             "load_before": load_before, "load_after": os.getloadavg()}
     text = report.write(results, info, out_md)
