@@ -333,3 +333,22 @@ def test_state_commits_with_the_data(pg_dsn, pg, table):
     assert d.committed_state(f"p_{table}") == {"cursor": 1}
     assert rows_of(pg, f'SELECT a FROM "{table}"') == [(1,)]
     assert d.committed_state("no such pipeline") is None
+
+
+@pytest.mark.parametrize("mode", ["append", "replace", "merge"])
+def test_schema_evolves_mid_run(pg_dsn, pg, table, mode):
+    s1 = Schema.from_dict({"id": "int64", "n": "int32"})
+    s2 = Schema.from_dict({"id": "int64", "n": "int64", "extra": "string"})
+    if mode != "replace":
+        load(pg_dsn, s1, [(0, 0)], table=table, mode=mode, key=["id"] if mode == "merge" else None)
+    d = PostgresDestination(pg_dsn, options={"widen": True})
+    d.open(s1, mode=mode, table=table, key=["id"] if mode == "merge" else None)
+    d.write(batch_from_pylist(s1, [(1, 1), (2, 2)]))
+    d.evolve(s2)
+    d.write(batch_from_pylist(s2, [(3, 2**40, "x"), (2, 5, "y")]))
+    d.commit()
+    got = rows_of(pg, f'SELECT id, n, extra FROM "{table}" ORDER BY id')
+    want = {"append": [(0, 0, None), (1, 1, None), (2, 2, None), (2, 5, "y"), (3, 2**40, "x")],
+            "replace": [(1, 1, None), (2, 2, None), (2, 5, "y"), (3, 2**40, "x")],
+            "merge": [(0, 0, None), (1, 1, None), (2, 5, "y"), (3, 2**40, "x")]}[mode]
+    assert sorted(got, key=lambda r: (r[0], r[1])) == want

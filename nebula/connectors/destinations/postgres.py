@@ -480,21 +480,24 @@ class PostgresDestination(Destination):
                         f"PRIMARY KEY ({', '.join(quote_ident(k) for k in self._key)})")
         cur.execute(f"CREATE TABLE {qname} ({', '.join(cols)})")
 
-    def _evolve(self, cur, existing: dict, schema) -> list[_Plan]:
-        widen_ints = bool(self.options.get("widen", False))
+    def _evolve(self, cur, existing: dict, schema, qname: str | None = None, widen_ints: bool | None = None
+                ) -> list[_Plan]:
+        qname = qname or self._qname
+        if widen_ints is None:
+            widen_ints = bool(self.options.get("widen", False))
         plans = []
         for f in schema:
             if f.name not in existing:
-                cur.execute(f"ALTER TABLE {self._qname} ADD COLUMN {quote_ident(f.name)} {pg_type(f.type)}")
+                cur.execute(f"ALTER TABLE {qname} ADD COLUMN {quote_ident(f.name)} {pg_type(f.type)}")
                 plans.append(_plan_for(f.type, *self._pg_name(f.type)))
                 continue
             typname, typmod, shown = existing[f.name]
             wider = _widening(f.type, typname, typmod, widen_ints)
             if wider is not None:
-                cur.execute(f"ALTER TABLE {self._qname} ALTER COLUMN {quote_ident(f.name)} TYPE {wider}")
+                cur.execute(f"ALTER TABLE {qname} ALTER COLUMN {quote_ident(f.name)} TYPE {wider}")
                 cur.execute("SELECT t.typname, a.atttypmod, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
                             "JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass(%s) AND a.attname = %s",
-                            (self._qname, f.name))
+                            (qname, f.name))
                 typname, typmod, shown = cur.fetchone()
             plan = _plan_for(f.type, typname, typmod, shown)
             if plan is None:
@@ -503,6 +506,36 @@ class PostgresDestination(Destination):
                     f"{f.type} values into it (change the column or use --mode replace)")
             plans.append(plan)
         return plans
+
+    def evolve(self, schema) -> None:
+        """Mid-run schema change: end the current COPY, add/widen columns in the same transaction, go on
+        with a new COPY of the evolved columns."""
+        if self.conn is None:
+            raise DestinationError(f"{self._label()}: evolve() before open()")
+        try:
+            self._finish_copy()
+            cur = self.conn.cursor()
+            if self._mode == "replace":
+                plans = self._evolve(cur, table_columns(cur, self._stage), schema, self._stage, widen_ints=True)
+            else:
+                plans = self._evolve(cur, table_columns(cur, self._qname), schema)
+                if self._mode == "merge":
+                    target = table_columns(cur, self._qname)
+                    stage = table_columns(cur, self._stage)
+                    for f in schema:
+                        want = target[f.name][2]
+                        if f.name not in stage:
+                            cur.execute(f"ALTER TABLE {self._stage} ADD COLUMN {quote_ident(f.name)} {want}")
+                        elif stage[f.name][2] != want:
+                            cur.execute(f"ALTER TABLE {self._stage} ALTER COLUMN {quote_ident(f.name)} TYPE {want}")
+            self._schema = schema
+            rows = self._encoder.rows if isinstance(self._encoder, BinaryCopyEncoder) else 0
+            self._start_copy(schema, plans)
+            if isinstance(self._encoder, BinaryCopyEncoder):
+                self._encoder.rows = rows
+        except BaseException as e:
+            self.abort()
+            raise self._map(e, "cannot evolve the table") from None
 
     def _ensure_unique(self, cur) -> None:
         cur.execute("SELECT i.indkey::int2[] FROM pg_index i WHERE i.indrelid = to_regclass(%s) AND i.indisunique "
