@@ -188,10 +188,19 @@ def copy(source, dest, **opts) -> RunResult:
     if o.on_error == "dead-letter" and not o.dead_letter:
         o.dead_letter = os.path.join(".nebula", "rejected", f"{name}.jsonl")
     rejects = Rejects(o.on_error, o.dead_letter, run_id=run_id, source=_label(source))
+    store = None
+    if o.state:
+        from .state import StateStore
+
+        store = StateStore(o.state)
     try:
+        # resume from the last checkpoint: the destination's own (saved in its transaction) first
+        previous = dst.committed_state(name)
+        if previous is None and store is not None:
+            previous = store.get(name)
+        src.resume(previous)
         src.open()
-        label = f"{name}"
-        progress = make_progress(label, src.total_bytes, o.progress) if o.progress != "none" else None
+        progress = make_progress(name, src.total_bytes, o.progress) if o.progress != "none" else None
         mode = o.mode or dst.capabilities.modes[0]  # the destination's default (files: replace)
         result = run_pipeline(src, dst, name=name, threads=o.threads or _default_threads(),
                               batch_rows=o.batch_rows, mode=mode, table=o.table or src.name, key=o.key,
@@ -199,23 +208,35 @@ def copy(source, dest, **opts) -> RunResult:
                               source_label=_label(source), dest_label=_label(dst.location() or dest))
         result.run_id = run_id
         result.destination = _label(dst.location() or dest)
+        checkpoint = src.state()
+        if checkpoint is not None and store is not None:
+            store.set(name, checkpoint)
+    except BaseException as e:
+        if store is not None:
+            from .redact import redact
+
+            failed = RunResult(name=name, source=_label(source), destination=_label(dest) if isinstance(
+                dest, str | os.PathLike) else type(dest).__name__, status="failed", run_id=run_id,
+                rows_rejected=rejects.count, warnings=[redact(f"{type(e).__name__}: {e}")])
+            try:
+                _record(store, failed)
+            except Exception:  # noqa: BLE001 - the run's own error matters more
+                pass
+        raise
     finally:
         try:
             rejects.flush()
         finally:
             src.close()
-    if o.state:
-        _record(o.state, result)
+    if store is not None:
+        _record(store, result)
     return result
 
 
-def _record(path: str, result: RunResult) -> None:
-    from .state import StateStore
-
-    StateStore(path).record_run(result.name, run_id=result.run_id, status=result.status,
-                                rows_read=result.rows_read, rows_written=result.rows_written,
-                                rows_rejected=result.rows_rejected, bytes_read=result.bytes_read,
-                                summary=result.to_dict())
+def _record(store, result: RunResult) -> None:
+    store.record_run(result.name, run_id=result.run_id, status=result.status, rows_read=result.rows_read,
+                     rows_written=result.rows_written, rows_rejected=result.rows_rejected,
+                     bytes_read=result.bytes_read, summary=result.to_dict())
 
 
 def read_csv(path, **opts):

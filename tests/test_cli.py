@@ -83,6 +83,16 @@ def test_errors_are_one_line_with_exit_codes(tmp_path, csv_file):
     assert r.returncode == 1 and "Traceback" in r.stderr
 
 
+def test_failed_run_is_recorded(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3\n")
+    st = str(tmp_path / "s.db")
+    r = run("copy", str(bad), str(tmp_path / "o.parquet"), "--state", st, "--name", "f1")
+    assert r.returncode == 1
+    runs = json.loads(run("state", "show", "f1", "--state", st, "--json").stdout)["runs"]
+    assert runs[0]["status"] == "failed" and "expected 2 fields" in runs[0]["summary"]["warnings"][0]
+
+
 def test_dead_letter_from_cli(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3\n4,x\n5,6\n")
