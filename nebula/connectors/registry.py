@@ -26,6 +26,8 @@ for _spec in (
                   description="Parquet file (zstd by default)"),
     ConnectorSpec("sqlite", "destination", _D + "sqlite:SqliteDestination", ("sqlite",),
                   description="SQLite table: append, replace (atomic swap) or merge by key"),
+    ConnectorSpec("postgresql", "source", _S + "postgres:PostgresSource", ("postgresql", "postgres"), extra="postgres",
+                  description="PostgreSQL table (options: table, cursor): binary COPY decoded by kernels"),
     ConnectorSpec("postgresql", "destination", _D + "postgres:PostgresDestination", ("postgresql", "postgres"),
                   extra="postgres", description="PostgreSQL table: binary COPY, append/replace/merge, state in the "
                   "same transaction"),
@@ -40,7 +42,6 @@ _COMPRESSION = (".gz", ".zst", ".zstd", ".lz4", ".bz2")
 _FORMAT_ALIASES = {"ndjson": "jsonl", "tsv": "csv", "txt": "csv", "pq": "parquet"}
 _PLANNED = {
     "s3": "object stores (issue 6)", "gs": "object stores (issue 6)", "gcs": "object stores (issue 6)",
-    "postgresql": "PostgreSQL (issues 7 and 8)", "postgres": "PostgreSQL (issues 7 and 8)",
     "mysql": "MySQL/MariaDB CDC (issue 9)", "mariadb": "MySQL/MariaDB CDC (issue 9)",
     "snowflake": "the Snowflake destination", "bigquery": "the BigQuery destination",
 }
