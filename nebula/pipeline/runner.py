@@ -216,10 +216,10 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
 
     ths = [threading.Thread(target=reader, name="nebula-reader", daemon=True)]
     ths += [threading.Thread(target=worker, name=f"nebula-parse-{i}", daemon=True) for i in range(threads)]
-    destination.open(schema, mode=mode, table=table, key=key)
     written_schema = schema
     committed = False
     try:
+        destination.open(schema, mode=mode, table=table, key=key)  # inside: an interrupt here aborts too
         for t in ths:
             t.start()
         nxt = 0
@@ -272,7 +272,8 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
         stop.set()
         pool.close()
         for t in ths:
-            t.join(timeout=5)
+            if t.ident is not None:
+                t.join(timeout=5)
         if not committed:
             try:
                 destination.abort()
