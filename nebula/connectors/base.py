@@ -21,6 +21,20 @@ from typing import Any, Protocol
 
 from ..errors import ConfigError
 
+CHANGE_OP = "_op"
+#: Columns a CDC source adds to every change: ``_op`` ('r' snapshot row, 'c' insert, 'u' update after
+#: image, 'd' delete before image), the position (``_pos`` MySQL binlog, ``_lsn`` PostgreSQL) and
+#: ``_commit_ts``. In ``merge`` mode a destination applies ``_op == 'd'`` as a delete by key, upserts the
+#: other rows, and does not store these columns; in ``append`` mode they are ordinary columns (a change log).
+CHANGE_COLUMNS = (CHANGE_OP, "_pos", "_lsn", "_commit_ts")
+
+
+def data_columns(schema) -> list[str]:
+    """The column names of ``schema`` a merge stores (without :data:`CHANGE_COLUMNS` when ``_op`` is there)."""
+    if CHANGE_OP not in schema:
+        return list(schema.names)
+    return [n for n in schema.names if n not in CHANGE_COLUMNS]
+
 
 @dataclass(frozen=True)
 class Capabilities:

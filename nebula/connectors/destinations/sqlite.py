@@ -16,6 +16,11 @@ timestamp                  TEXT       ``YYYY-MM-DDTHH:MM:SS.ffffff``, ``Z`` adde
 
 Modes: ``append`` inserts; ``replace`` loads ``<table>__nebula_new`` and swaps it in at commit
 (readers see the old table or the new one); ``merge`` upserts on ``key`` through a unique index.
+
+Change streams (CDC): in ``merge`` mode, when the batches carry an ``_op`` column, rows with ``_op == 'd'``
+delete by key, the others upsert, in batch order, and the change columns (``_op``, ``_pos``, ``_lsn``,
+``_commit_ts``) are not stored. The pipeline's checkpoint (:meth:`stage_state`) is written to a ``state``
+table of the same database inside the run's transaction, so rows and checkpoint commit together.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import os
 import sqlite3
 
 from ...errors import ConfigError, DestinationError, SchemaEvolutionError
-from ..base import Capabilities, Destination
+from ..base import CHANGE_OP, Capabilities, Destination, data_columns
 
 _SQL_TYPE = {"int8": "INTEGER", "int16": "INTEGER", "int32": "INTEGER", "int64": "INTEGER", "bool": "INTEGER",
              "float32": "REAL", "float64": "REAL", "decimal": "TEXT", "string": "TEXT", "json": "TEXT",
@@ -90,6 +95,9 @@ class SqliteDestination(Destination):
         self._key: list[str] = []
         self._sql = ""
         self._schema = None
+        self._delete_sql = ""
+        self._changes = False
+        self._state: tuple[str, dict] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def open(self, schema, *, mode: str = "append", table: str | None = None, key: list[str] | None = None) -> None:
@@ -104,7 +112,10 @@ class SqliteDestination(Destination):
         missing = [k for k in key if k not in schema]
         if missing:
             raise ConfigError(f"{self.url}: key column(s) {', '.join(missing)} not in the schema")
-        self.table, self._mode, self._key, self._schema = table, mode, key, schema
+        self.table, self._mode, self._key = table, mode, key
+        self._state = None
+        schema = self._stored(schema)
+        self._schema = schema
         try:
             d = os.path.dirname(os.path.abspath(self.path))
             if os.path.isdir(self.path):
@@ -147,6 +158,7 @@ class SqliteDestination(Destination):
         keeps the column's declared type: SQLite stores each value with its own type anyway."""
         if self.conn is None:
             raise DestinationError(f"{self.url}: evolve() before open()")
+        schema = self._stored(schema)
         try:
             existing = self._columns(self._target) or {}
             for f in schema:
@@ -157,6 +169,16 @@ class SqliteDestination(Destination):
             raise self._error(e, "cannot add columns") from e
         self._schema = schema
         self._sql = self._insert_sql(schema)
+
+    def _stored(self, schema):
+        """``schema`` without the change columns when merging a change stream (they steer, not store)."""
+        from ...schema import Schema
+
+        self._changes = self._mode == "merge" and CHANGE_OP in schema
+        if not self._changes:
+            return schema
+        keep = set(data_columns(schema))
+        return Schema(f for f in schema if f.name in keep)
 
     def _insert_sql(self, schema) -> str:
         cols = ", ".join(quote_ident(f.name) for f in schema)
@@ -170,6 +192,8 @@ class SqliteDestination(Destination):
                 sql += f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
             else:
                 sql += f" ON CONFLICT ({keys}) DO NOTHING"
+            self._delete_sql = (f"DELETE FROM {quote_ident(self._target)} WHERE "
+                                + " AND ".join(f"{quote_ident(k)} IS ?" for k in self._key))
         return sql
 
     def _columns(self, table: str) -> dict[str, str] | None:
@@ -216,17 +240,63 @@ class SqliteDestination(Destination):
         if batch.length == 0:
             return 0
         rb = batch.to_arrow()
-        cols = [_python_values(rb.column(i), f.type) for i, f in enumerate(self._schema)]
         try:
-            self.conn.executemany(self._sql, zip(*cols, strict=True))
+            if self._changes:
+                self._write_changes(rb)
+            else:
+                cols = [_python_values(rb.column(i), f.type) for i, f in enumerate(self._schema)]
+                self.conn.executemany(self._sql, zip(*cols, strict=True))
         except sqlite3.Error as e:
             raise self._error(e, f"cannot insert into {self.table!r}") from e
         return rb.nbytes
+
+    def _write_changes(self, rb) -> None:
+        """Upserts and deletes (``_op == 'd'``) in batch order: one executemany per run of the same kind."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        op = rb.column(CHANGE_OP)
+        is_del = pc.fill_null(pc.equal(op, "d"), False).to_numpy(zero_copy_only=False)
+        cuts = [0, *(np.flatnonzero(np.diff(is_del.view(np.int8))) + 1).tolist(), len(is_del)]
+        names = rb.schema.names
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            part = rb.slice(a, b - a)
+            if is_del[a]:
+                cols = [_python_values(part.column(names.index(k)), self._schema[k].type) for k in self._key]
+                self.conn.executemany(self._delete_sql, zip(*cols, strict=True))
+            else:
+                cols = [_python_values(part.column(names.index(f.name)), f.type) for f in self._schema]
+                self.conn.executemany(self._sql, zip(*cols, strict=True))
+
+    def stage_state(self, name: str, value: dict) -> None:
+        self._state = (name, dict(value))
+
+    def committed_state(self, name: str) -> dict | None:
+        """The checkpoint committed with the rows (``state`` table of this database), if any."""
+        if not os.path.isfile(self.path):
+            return None
+        import json
+
+        try:
+            conn = sqlite3.connect(self.path, timeout=float(self.options.get("timeout", 30)))
+            try:
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='state'").fetchone() is None:
+                    return None
+                row = conn.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as e:
+            raise self._error(e, "cannot read the committed checkpoint") from e
+        return None if row is None else json.loads(row[0])
 
     def commit(self) -> None:
         if self.conn is None:
             return
         try:
+            if self._state is not None:
+                from ...state import StateStore
+
+                StateStore.set_in(self.conn, *self._state)
             if self._mode == "replace":
                 t = quote_ident(self.table)
                 self.conn.execute(f"DROP TABLE IF EXISTS {t}")
