@@ -19,7 +19,9 @@ from .types import LogicalType, parse_type
 _SOURCE_KEYS = ("delimiter", "quote", "escape", "header", "names", "skip_rows", "comment", "null_values",
                 "quoted_null", "encoding", "block_size", "sample_bytes", "dictionary", "dictionary_max",
                 # JSON
-                "records_path", "contract", "nested", "separator", "max_depth")
+                "records_path", "contract", "nested", "separator", "max_depth",
+                # PostgreSQL
+                "cursor")
 
 
 def _default_threads() -> int:

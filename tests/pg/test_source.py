@@ -93,7 +93,7 @@ def test_incremental_into_postgres_keeps_the_cursor_in_the_destination(pg_dsn, p
     assert r1.rows_written == 10
     assert pg.execute("SELECT value FROM state WHERE name = %s", (name,)).fetchone()[0] == '{"column":"id","cursor":"10"}'
     pg.execute(f'INSERT INTO "{table}" SELECT g, g FROM generate_series(11, 15) g')
-    r2 = nebula.copy(pg_dsn, pg_dsn, source_options=opts, table=table + "_dst", name=name)
+    r2 = nebula.copy(pg_dsn, pg_dsn, source_options={"table": table}, cursor="id", table=table + "_dst", name=name)
     assert r2.rows_written == 5
     assert pg.execute(f'SELECT count(*), count(DISTINCT id) FROM "{table}_dst"').fetchone() == (15, 15)
 
