@@ -111,7 +111,7 @@ def _hex4(buf, p):
     return v
 
 
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def scan_string(buf, p, end, lines):
     """Scan a string body from ``p`` (after the opening quote) to its closing quote.
 
@@ -304,7 +304,8 @@ def _lookup(parent, prev, kb, s, e, node_parent, node_koff, node_kdata, node_col
         if n + 1 >= node_parent.shape[0] or n * 2 + 2 > htab.shape[0] or used + (e - s) > node_kdata.shape[0]:
             meta[M_KEYLEN] = max(meta[M_KEYLEN], e - s)
             return -1
-        node_kdata[used:used + (e - s)] = kb[s:e]
+        for t in range(e - s):
+            node_kdata[used + t] = kb[s + t]
         node_parent[n] = parent
         node_koff[n + 1] = used + (e - s)
         node_col[n] = COL_NONE
@@ -395,7 +396,7 @@ def decode_string_into(buf, s, e, out, w):
 
 
 # -- one value -----------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(inline="always")
 def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk, base, kinds, starts, ends,
                 node_parent, node_koff, node_kdata, node_col, node_first, node_next, htab, meta, pending,
                 kscratch):
@@ -569,7 +570,9 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
 
 
 # -- records of a block ----------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+# The structural kernels allocate nothing, so they are compiled without NRT: otherwise every array
+# handed to an inlined helper costs an atomic incref/decref pair, per key and per value.
+@njit(nogil=True, cache=True, _nrt=False)
 def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_errors,
              node_parent, node_koff, node_kdata, node_col, node_first, node_next, node_seen, htab, meta,
              ns, kinds, starts, ends, colmask, row_start, row_end, row_line,
@@ -693,12 +696,18 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
             state = 1
 
 
-@njit(nogil=True, cache=True)
+_Z8 = np.zeros(1, dtype=np.uint8)
+_Z32 = np.full(1, -1, dtype=np.int32)
+_Z64 = np.zeros(1, dtype=np.int64)
+
+
 def skip_value(buf, p, end, eof, max_depth, stk, nstk, pstk, astk):
     """Validate the value at ``buf[p]``: ``(status, q, code, err_pos, newlines)`` as :func:`parse_value`."""
-    z8 = np.zeros(1, dtype=np.uint8)
-    z32 = np.full(1, -1, dtype=np.int32)
-    z64 = np.zeros(1, dtype=np.int64)
+    return _skip_value(buf, p, end, eof, max_depth, stk, nstk, pstk, astk, _Z8, _Z32, _Z64)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _skip_value(buf, p, end, eof, max_depth, stk, nstk, pstk, astk, z8, z32, z64):
     st, q, code, ep, nl, _, _ = parse_value(buf, p, end, eof, False, -1, max_depth, stk, nstk, pstk, astk, 0, z8,
                                             z64, z64, z32, z64, z8, z32, z32, z32, z32, z64, z64, z8)
     return st, q, code, ep, nl
