@@ -25,14 +25,22 @@ def warm() -> float:
         read_csv(p, columns=cols)
         for t in ("int8", "int16", "int32", "float32"):
             read_csv(p, columns={"i": t, "f": t if t == "float32" else "float64", **cols})
-        try:
-            from . import api
+        from . import api
 
-            for ext in ("csv", "jsonl", "parquet"):
-                api.copy(p, os.path.join(d, f"out.{ext}"), columns=cols)
-            api.copy(p, f"sqlite:///{os.path.join(d, 'out.db')}", columns=cols)
-        except Exception:  # noqa: BLE001 - destinations are warmed when present
-            pass
+        for ext in ("csv", "jsonl", "parquet"):
+            api.copy(p, os.path.join(d, f"out.{ext}"), columns=cols)
+        api.copy(p, f"sqlite:///{os.path.join(d, 'out.db')}", columns=cols)
+        # the JSON kernels: flat, nested, arrays, escapes, every scalar type
+        j = os.path.join(d, "w.jsonl")
+        with open(j, "w") as f:
+            f.write('{"i":1,"f":1.5,"b":true,"s":"x\\u00e9","n":null,"o":{"k":2},"a":[1,2],"ts":"2024-01-01T00:00:00"}\n'
+                    '{"i":2,"f":2,"b":false,"s":"y","n":null,"o":{"k":3},"a":[],"ts":"2024-01-02T00:00:00Z"}\n')
+        api.read_json(j)
+        api.copy(j, os.path.join(d, "j.parquet"))
+        arr = os.path.join(d, "w.json")
+        with open(arr, "w") as f:
+            f.write('[{"i":1},{"i":2}]')
+        api.read_json(arr)
     return time.perf_counter() - t0
 
 
