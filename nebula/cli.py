@@ -109,6 +109,8 @@ def copy_cmd(
     comment: Annotated[str | None, Opt(help="Lines starting with this character are skipped.")] = None,
     null_value: Annotated[list[str] | None, Opt("--null-value", help="Null marker (repeatable).")] = None,
     batch_rows: Annotated[int, Opt(help="Rows per batch.")] = 65536,
+    records_path: Annotated[str | None, Opt(help="JSON: the records are the array at this path (data.items).")] = None,
+    contract: Annotated[str | None, Opt(help="Schema changes: evolve | freeze | discard-row | discard-value.")] = None,
     cdc: Annotated[bool, Opt(help="Change data capture (database sources).")] = False,
     slot: Annotated[str | None, Opt(help="Replication slot name (CDC).")] = None,
     tables: Annotated[str | None, Opt(help="Tables to capture (CDC).")] = None,
@@ -142,7 +144,8 @@ def copy_cmd(
                       dead_letter=dead_letter, max_rejected=max_rejected, threads=threads, name=name,
                       state=state, delimiter=delimiter, quote=quote, escape=escape,
                       header=None if header else False, skip_rows=skip_rows or None, comment=comment,
-                      null_values=null_value or None, batch_rows=batch_rows,
+                      null_values=null_value or None, batch_rows=batch_rows, records_path=records_path,
+                      contract=contract,
                       progress="auto" if progress and not as_json else "none")
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
