@@ -37,7 +37,7 @@ from ..destinations.postgres import (
     table_columns,
 )
 
-_OWN = ("table", "cursor", "db_schema", "connect_timeout", "retries")
+_OWN = ("table", "tables", "cursor", "db_schema", "connect_timeout", "retries")
 # passed to every source by the library API; a table has its own schema and types
 _IGNORED = ("infer_schema", "columns", "schema", "on_error", "threads", "batch_rows", "dictionary",
             "dictionary_max", "sample_bytes", "block_size")
@@ -80,8 +80,14 @@ class PostgresSource(Source):
             raise ConfigError(f"{self._label()}: unknown option(s) {', '.join(unknown)}; known: {', '.join(_OWN)}")
         self.options = opts
         self.table = opts.get("table")
+        tables = [t.strip() for t in str(opts.get("tables") or "").split(",") if t.strip()]
+        if not self.table and len(tables) == 1:  # --tables T on the CLI
+            self.table = tables[0]
+        elif not self.table and len(tables) > 1:
+            raise ConfigError(f"{self._label()}: a plain PostgreSQL source reads one table; --tables named "
+                              f"{len(tables)} (change data capture of several tables comes with --cdc)")
         if not self.table:
-            raise ConfigError(f"{self._label()}: which table? give the source option table (options: {{table: …}})")
+            raise ConfigError(f"{self._label()}: which table? use --tables NAME (or the source option table)")
         self.name = str(self.table)
         self.cursor = opts.get("cursor")
         self.batch_rows = int(opts.get("batch_rows") or 65536)
