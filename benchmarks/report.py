@@ -265,6 +265,23 @@ def write(results: dict, info: dict, out_md: Path) -> str:
         lines += cold_section(results["cold_start"])
     if "scaling" in results:
         lines += scaling_section(results["scaling"])
+    if "csv_postgres" in results:
+        pgr = results["csv_postgres"]
+        lines += [f"## CSV → PostgreSQL, {pgr['rows']:,} rows", "",
+                  "One throwaway server for all tools, round-robin; whole processes; median of the runs. "
+                  "nebula loads with binary COPY from its kernels; psql `\\copy` and psycopg send CSV COPY.", "",
+                  "| tool | median s | rows/s | tool s ÷ nebula s | runs |", "| --- | ---: | ---: | ---: | --- |"]
+        neb = next((t for t in pgr["tools"] if t.get("tool") == "nebula" and "median_seconds" in t), None)
+        for t in sorted(pgr["tools"], key=lambda t: t.get("median_seconds", 1e9)):
+            if "median_seconds" not in t:
+                lines.append(f"| {t['tool']} | failed: {t.get('error', '?')} | | | |")
+                continue
+            ratio = f"{t['median_seconds'] / neb['median_seconds']:.2f}" if neb else "—"
+            lines.append(f"| {'**nebula**' if t['tool'] == 'nebula' else t['tool']} | {t['median_seconds']:.2f} | "
+                         f"{_rate(t['rows_per_second'])} | {ratio} | {', '.join(f'{x:.2f}' for x in t['runs'])} |")
+        if "error" in pgr:
+            lines.append(f"\nfailed: {pgr['error']}")
+        lines.append("")
     if "kernel_scaling" in results:
         k = results["kernel_scaling"]
         if "error" in k:

@@ -32,7 +32,7 @@ DATA = ROOT / "benchmarks" / "data"
 BIN = Path(sys.executable).parent
 PEER_MODULES = {"polars": "polars", "duckdb": "duckdb", "pandas": "pandas", "dlt": "dlt",
                 "matplotlib": "matplotlib", "psutil": "psutil"}
-TASKS = ("csv_parquet", "jsonl_parquet", "memory", "cold_start", "scaling")
+TASKS = ("csv_parquet", "jsonl_parquet", "memory", "cold_start", "scaling", "csv_postgres")
 DEFAULT_TOOLS = {
     "csv_parquet": ["nebula", "pyarrow", "pyarrow-stream", "polars", "polars-typed", "duckdb", "pandas", "dlt"],
     "jsonl_parquet": ["nebula", "pyarrow", "polars", "polars-typed", "duckdb", "dlt"],
@@ -308,6 +308,24 @@ def bench_scaling(rows: int, repeat: int, tmp: Path) -> list[Result]:
     return results
 
 
+def bench_csv_postgres(rows: int, repeat: int) -> dict:
+    """csv -> PostgreSQL: nebula, psql \\copy, psycopg COPY and dlt on one throwaway server
+    (``benchmarks/tasks/csv_postgres.py --compare``: round-robin, medians)."""
+    inp = data_file(rows, "csv")
+    log(f"csv_postgres: nebula, psql, psycopg, dlt into one throwaway server, {rows:,} rows")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.tasks.csv_postgres", "--compare", "--input", str(inp),
+                           "--repeat", str(repeat)], capture_output=True, text=True, cwd=ROOT)
+    out = {"rows": rows, "tools": []}
+    for line in proc.stdout.splitlines():
+        try:
+            out["tools"].append(json.loads(line))
+        except ValueError:
+            continue
+    if proc.returncode != 0:
+        out["error"] = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+    return out
+
+
 def bench_kernel_scaling(rows: int) -> dict:
     """The parse kernels alone on 1 and 2 threads (``benchmarks/kernel_scaling.py``), in its own process."""
     log(f"kernel scaling: parse kernels on 1 and 2 threads, {rows:,} rows")
@@ -382,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         if "scaling" in tasks:
             results["scaling"] = bench_scaling(args.rows, args.repeat, tmp)
             results["kernel_scaling"] = bench_kernel_scaling(min(args.rows, 2_000_000))
+        if "csv_postgres" in tasks:
+            results["csv_postgres"] = bench_csv_postgres(args.rows, args.repeat)
     info = {"command": command, "started": started, "seconds": time.time() - started,
             "load_before": load_before, "load_after": os.getloadavg()}
     text = report.write(results, info, out_md)
