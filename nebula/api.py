@@ -21,7 +21,10 @@ _SOURCE_KEYS = ("delimiter", "quote", "escape", "header", "names", "skip_rows", 
                 # JSON
                 "records_path", "contract", "nested", "separator", "max_depth",
                 # PostgreSQL
-                "cursor")
+                "cursor",
+                # database sources and CDC (nebula.pipeline.cdc)
+                "tables", "cdc", "slot", "until_caught_up", "max_changes", "max_seconds")
+_CDC_KEYS = ("cdc", "slot", "until_caught_up", "max_changes", "max_seconds")
 
 
 def _default_threads() -> int:
@@ -128,7 +131,7 @@ class CopyOptions:
             raise ConfigError(f"--on-error must be fail, skip or dead-letter, got {o.on_error!r}")
         if o.mode is not None and o.mode not in ("append", "replace", "merge"):
             raise ConfigError(f"--mode must be append, replace or merge, got {o.mode!r}")
-        if o.mode == "merge" and not o.key:
+        if o.mode == "merge" and not o.key and not (src_opts.get("cdc") or src_opts.get("tables")):  # tables: the PK
             raise ConfigError("--mode merge needs --key COLUMN[,COLUMN]")
         if o.max_rejected is not None and o.max_rejected < 0:
             raise ConfigError("--max-rejected must be >= 0")
@@ -184,7 +187,11 @@ def copy(source, dest, **opts) -> RunResult:
 
     o = CopyOptions.build(**opts)
     src = make_source(source, o)
-    dst = dest if isinstance(dest, Destination) else make_destination(os.fspath(dest), o)
+    changes = hasattr(src, "next_round")  # database tables / CDC: rounds, one destination per table
+    if not changes and any(o.source_options.get(k) for k in _CDC_KEYS):
+        raise ConfigError(f"--cdc, --slot and --until-caught-up need a database source with change data "
+                          f"capture (mysql://…), not {_label(source)}")
+    dst = None if changes else dest if isinstance(dest, Destination) else make_destination(os.fspath(dest), o)
     run_id = uuid.uuid4().hex[:12]
     name = o.name or src.name
     if o.on_error == "dead-letter" and not o.dead_letter:
@@ -196,6 +203,14 @@ def copy(source, dest, **opts) -> RunResult:
 
         store = StateStore(o.state)
     try:
+        if changes:
+            from .pipeline.cdc import copy_changes
+
+            result = copy_changes(src, _label(source), dest, o, store=store, rejects=rejects, name=name)
+            result.run_id = run_id
+            if store is not None:
+                _record(store, result)
+            return result
         # resume from the last checkpoint: the destination's own (saved in its transaction) first
         previous = dst.committed_state(name)
         if previous is None and store is not None:

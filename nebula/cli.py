@@ -110,6 +110,8 @@ def copy_cmd(
     null_value: Annotated[list[str] | None, Opt("--null-value", help="Null marker (repeatable).")] = None,
     batch_rows: Annotated[int, Opt(help="Rows per batch.")] = 65536,
     records_path: Annotated[str | None, Opt(help="JSON: the records are the array at this path (data.items).")] = None,
+    cursor: Annotated[str | None, Opt(help="Database source: read only rows past the saved value of this "
+                                            "column (incremental).")] = None,
     contract: Annotated[str | None, Opt(help="Schema changes: evolve | freeze | discard-row | discard-value.")] = None,
     cdc: Annotated[bool, Opt(help="Change data capture (database sources).")] = False,
     slot: Annotated[str | None, Opt(help="Replication slot name (CDC).")] = None,
@@ -128,9 +130,6 @@ def copy_cmd(
 
         if len(paths) < 2:
             raise UsageError("copy needs a SOURCE and a DEST")
-        if cdc or slot or tables or until_caught_up:
-            raise UsageError("--cdc, --slot, --tables and --until-caught-up need a database source "
-                             "(PostgreSQL or MySQL), which this version does not have yet")
         if metrics_port is not None:
             raise UsageError("--metrics-port is not available in this version yet")
         *sources, dest = paths
@@ -145,8 +144,9 @@ def copy_cmd(
                       state=state, delimiter=delimiter, quote=quote, escape=escape,
                       header=None if header else False, skip_rows=skip_rows or None, comment=comment,
                       null_values=null_value or None, batch_rows=batch_rows, records_path=records_path,
-                      contract=contract,
-                      progress="auto" if progress and not as_json else "none")
+                      contract=contract, cursor=cursor,
+                      progress="auto" if progress and not as_json else "none",
+                      cdc=cdc or None, slot=slot, tables=tables, until_caught_up=until_caught_up or None)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
     _summary(result, as_json)

@@ -31,6 +31,8 @@ for _spec in (
     ConnectorSpec("postgresql", "destination", _D + "postgres:PostgresDestination", ("postgresql", "postgres"),
                   extra="postgres", description="PostgreSQL table: binary COPY, append/replace/merge, state in the "
                   "same transaction"),
+    ConnectorSpec("mysql", "source", _S + "mysql:MysqlSource", ("mysql", "mariadb"), extra="mysql",
+                  description="MySQL/MariaDB tables: consistent snapshot, --cdc binlog changes (GTID/file:pos resume)"),
     ConnectorSpec("memory", "destination", _D + "memory:MemoryDestination", ("memory",),
                   description="in-process pyarrow.Table (library use)"),
     ConnectorSpec("null", "destination", _D + "memory:NullDestination", ("null",),
@@ -42,7 +44,6 @@ _COMPRESSION = (".gz", ".zst", ".zstd", ".lz4", ".bz2")
 _FORMAT_ALIASES = {"ndjson": "jsonl", "tsv": "csv", "txt": "csv", "pq": "parquet"}
 _PLANNED = {
     "s3": "object stores (issue 6)", "gs": "object stores (issue 6)", "gcs": "object stores (issue 6)",
-    "mysql": "MySQL/MariaDB CDC (issue 9)", "mariadb": "MySQL/MariaDB CDC (issue 9)",
     "snowflake": "the Snowflake destination", "bigquery": "the BigQuery destination",
 }
 
@@ -77,7 +78,7 @@ def resolve(kind: str, url: str, fmt: str | None = None) -> ConnectorSpec:
                               "(.csv .tsv .jsonl .json .parquet) or --format")
         name = f
     else:
-        name = {"postgres": "postgresql", "gcs": "gs"}.get(scheme, scheme)
+        name = {"postgres": "postgresql", "gcs": "gs", "mariadb": "mysql"}.get(scheme, scheme)
     try:
         return get(kind, name)
     except ConfigError:

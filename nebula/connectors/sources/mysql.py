@@ -1,0 +1,895 @@
+"""MySQL / MariaDB source: a consistent snapshot of tables, then (``--cdc``) row changes from the binlog.
+
+``mysql://user:pw@host:port/db`` (also ``mariadb://``). Options: ``tables`` (``a,b`` or ``db.a``; default:
+every base table of the database), ``cdc``, ``server_id`` (replica id, default 0x4E42), ``connect_timeout``,
+``retries`` (reconnections of a dropped binlog connection, default 5). A single table's stream name is the
+table; several tables go to one destination each (see :mod:`nebula.pipeline.cdc`).
+
+Snapshot. ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` (REPEATABLE READ, session time zone UTC), then on
+MariaDB ``SHOW STATUS LIKE 'binlog_snapshot_%'`` gives the binlog file/position consistent with it without a
+global lock, and ``BINLOG_GTID_POS(file, pos)`` the GTID position at exactly that point. On MySQL the
+snapshot is taken under a brief ``FLUSH TABLES WITH READ LOCK`` (needs RELOAD) to read ``SHOW MASTER
+STATUS`` consistently (untested here: the tests run MariaDB). Consistent for InnoDB tables only.
+
+Stream (``--cdc``): python-mysql-replication (PyMySQL) reads Write/Update/Delete rows events, following
+rotations. Its decoder turns each row into a dict of Python values (that is the client library's work, in
+Python); this module turns those value lists into Arrow arrays per column (``pyarrow.array`` converts in C)
+and into pooled batches - no per-value formatting here. Checks at start, each a clear ConfigError:
+``log_bin`` on, ``binlog_format=ROW``, ``binlog_row_image=FULL``, ``binlog_row_metadata=FULL``, and the
+REPLICATION SLAVE and BINLOG MONITOR (MySQL: REPLICATION CLIENT) privileges.
+
+Changes: the table's columns plus ``_op`` ('r' snapshot, 'c' insert, 'u' update with the after image, 'd'
+delete with the before image; an update that changes the primary key is a 'd' of the before image then a
+'u'), ``_pos`` (the transaction's GTID ``domain-server-seq`` / ``uuid:n``, else ``file:pos``) and
+``_commit_ts`` (timestamptz; the binlog has whole seconds).
+
+Positions and resume: a transaction ends at its XidEvent (or COMMIT query, or is one DDL statement); the
+checkpoint is ``{"file", "pos", "gtid"}`` after the last transaction handed to the destinations. MariaDB
+resumes by GTID (``@slave_connect_state``), other servers by file/position; both exact. A purged binlog is
+a clear error naming ``nebula state reset NAME``. A dropped binlog connection is reopened (with backoff)
+from the last complete transaction; the partial one is read again, never twice.
+
+Schema changes: the TableMapEvent's column names/types change after ALTER TABLE; the table's schema evolves
+by :meth:`Schema.evolve` (strings allowed): added columns are added, widened types widen, a dropped column
+stays (null from then on).
+
+Types: TINYINT/SMALLINT/MEDIUMINT/INT/BIGINT -> int8/16/32/32/64 (unsigned: one size up; BIGINT UNSIGNED ->
+decimal(20,0)); YEAR -> int16; BIT -> int64; DECIMAL(p,s) -> decimal(p,s) (p > 38: string); FLOAT/DOUBLE
+-> float32/float64; CHAR/VARCHAR/TEXT, ENUM, SET (``a,b``) -> string; BINARY/VARBINARY/BLOB -> string of
+upper-case hex (no binary type yet); JSON -> json; DATE -> date; DATETIME -> timestamp; TIMESTAMP ->
+timestamptz; TIME -> int64 microseconds. Zero dates ('0000-00-00') and invalid dates/datetimes become
+NULL, never an error: with ``--on-error dead-letter`` (or ``skip``) each is also counted as a rejected value
+(dead-letter record naming table, column and position); the row itself is loaded.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from ...errors import ConfigError, ConnectionFailed, DataError, SourceError
+from ...schema import Field, Schema
+from ...types import LogicalType
+from ..base import Capabilities, ParseStats, Source
+
+_OWN = ("tables", "cdc", "server_id", "connect_timeout", "retries", "until_caught_up", "max_changes", "max_seconds")
+_IGNORED = ("infer_schema", "columns", "schema", "on_error", "threads", "batch_rows", "dictionary",
+            "dictionary_max", "sample_bytes", "block_size")
+_OPS = ("r", "c", "u", "d")
+_CHANGE = [Field("_op", LogicalType("string")), Field("_pos", LogicalType("string")),
+           Field("_commit_ts", LogicalType("timestamp", tz="UTC"))]
+_BAD_TEMPORAL = ("out of date range", "out of datetime range", "out of datetime2 range")
+_PURGED = 1236
+
+
+class _StreamLost(Exception):
+    """The binlog connection failed (raised past the client library, which would reconnect on its own
+    from a position we do not control)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"({code}) {message}")
+        self.code = code
+
+
+def _strict_connect(**kw):
+    import pymysql
+
+    class _Conn(pymysql.connections.Connection):
+        def _read_packet(self, *a, **k):
+            try:
+                return super()._read_packet(*a, **k)
+            except pymysql.err.MySQLError as e:
+                code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+                raise _StreamLost(code, str(e.args[1] if len(e.args) > 1 else e)) from e
+
+    return _Conn(**kw)
+
+
+# -- types ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Col:
+    name: str
+    kind: str  # how values arrive: int uint64 decimal bigdecimal float string binary date datetime
+    #            timestamp time json enum set bit
+    type: LogicalType
+
+
+_INTS = {"tinyint": ("int8", "int16"), "smallint": ("int16", "int32"), "mediumint": ("int32", "int32"),
+         "int": ("int32", "int64"), "integer": ("int32", "int64"), "bigint": ("int64", None)}
+
+
+def _col_from_catalog(name: str, data_type: str, column_type: str, precision, scale) -> _Col:
+    """A column as information_schema.COLUMNS describes it."""
+    dt = data_type.lower()
+    unsigned = "unsigned" in column_type.lower()
+    if dt in _INTS:
+        t = _INTS[dt][1 if unsigned else 0]
+        return _Col(name, "uint64", LogicalType("decimal", 20, 0)) if t is None else _Col(name, "int", LogicalType(t))
+    if dt == "year":
+        return _Col(name, "int", LogicalType("int16"))
+    if dt == "bit":
+        return _Col(name, "bit", LogicalType("int64"))
+    if dt in ("decimal", "numeric"):
+        p, s = int(precision or 10), int(scale or 0)
+        return _Col(name, "decimal", LogicalType("decimal", p, s)) if p <= 38 else _Col(name, "bigdecimal",
+                                                                                        LogicalType("string"))
+    if dt in ("float", "double", "real"):
+        return _Col(name, "float", LogicalType("float32" if dt == "float" else "float64"))
+    if dt in ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"):
+        return _Col(name, "binary", LogicalType("string"))
+    if dt == "json":
+        return _Col(name, "json", LogicalType("json"))
+    if dt in ("enum", "set"):
+        return _Col(name, dt, LogicalType("string"))
+    if dt == "date":
+        return _Col(name, "date", LogicalType("date"))
+    if dt == "datetime":
+        return _Col(name, "datetime", LogicalType("timestamp"))
+    if dt == "timestamp":
+        return _Col(name, "timestamp", LogicalType("timestamp", tz="UTC"))
+    if dt == "time":
+        return _Col(name, "time", LogicalType("int64"))
+    return _Col(name, "string", LogicalType("string"))
+
+
+def _col_from_binlog(c) -> _Col:
+    """A column as a TableMapEvent (with FULL metadata) describes it."""
+    from pymysqlreplication.constants import FIELD_TYPE as F
+
+    t, name, unsigned = c.type, c.name, bool(getattr(c, "unsigned", False))
+    ints = {F.TINY: "tinyint", F.SHORT: "smallint", F.INT24: "mediumint", F.LONG: "int", F.LONGLONG: "bigint"}
+    if t in ints:
+        return _col_from_catalog(name, ints[t], "unsigned" if unsigned else "", None, None)
+    if t == F.YEAR:
+        return _col_from_catalog(name, "year", "", None, None)
+    if t == F.BIT:
+        return _col_from_catalog(name, "bit", "", None, None)
+    if t == F.NEWDECIMAL:
+        return _col_from_catalog(name, "decimal", "", c.precision, c.decimals)
+    if t in (F.FLOAT, F.DOUBLE):
+        return _col_from_catalog(name, "float" if t == F.FLOAT else "double", "", None, None)
+    if t in (F.ENUM, F.SET):
+        return _col_from_catalog(name, "enum" if t == F.ENUM else "set", "", None, None)
+    if t == F.JSON:
+        return _col_from_catalog(name, "json", "", None, None)
+    if t in (F.DATE, F.NEWDATE):
+        return _col_from_catalog(name, "date", "", None, None)
+    if t in (F.DATETIME, F.DATETIME2):
+        return _col_from_catalog(name, "datetime", "", None, None)
+    if t in (F.TIMESTAMP, F.TIMESTAMP2):
+        return _col_from_catalog(name, "timestamp", "", None, None)
+    if t in (F.TIME, F.TIME2):
+        return _col_from_catalog(name, "time", "", None, None)
+    if t in (F.VARCHAR, F.STRING, F.VAR_STRING, F.BLOB, F.TINY_BLOB, F.MEDIUM_BLOB, F.LONG_BLOB):
+        if (getattr(c, "character_set_name", None) or "").lower() == "binary":
+            return _Col(name, "binary", LogicalType("string"))
+        return _Col(name, "string", LogicalType("string"))
+    return _Col(name, "string", LogicalType("string"))
+
+
+_HEX = np.frombuffer(b"0123456789ABCDEF", np.uint8)
+
+
+def _hex(arr):
+    """A binary Arrow array as upper-case hex strings (vectorized)."""
+    import pyarrow as pa
+
+    arr = arr.cast(pa.binary())
+    n = len(arr)
+    bufs = arr.buffers()
+    offs = np.frombuffer(bufs[1], np.int32)[arr.offset:arr.offset + n + 1]
+    start, end = int(offs[0]), int(offs[-1])
+    data = np.frombuffer(bufs[2], np.uint8)[start:end] if bufs[2] is not None and end > start else np.zeros(0, np.uint8)
+    out = np.empty(2 * data.shape[0], np.uint8)
+    out[0::2] = _HEX[data >> 4]
+    out[1::2] = _HEX[data & 15]
+    new_offs = ((offs - start) * 2).astype(np.int32)
+    valid = None
+    if arr.null_count:
+        valid = pa.py_buffer(np.packbits(arr.is_valid().to_numpy(zero_copy_only=False), bitorder="little"))
+    return pa.Array.from_buffers(pa.string(), n, [valid, pa.py_buffer(new_offs), pa.py_buffer(out)], arr.null_count)
+
+
+def _build(col: _Col, values: list, bad: list[int] | None = None):
+    """``values`` (Python objects from the driver or the binlog decoder) as an Arrow array of ``col.type``.
+
+    ``bad`` (out) collects the row numbers whose temporal value was invalid (made null)."""
+    import pyarrow as pa
+
+    k = col.kind
+    at = col.type.to_arrow()
+    try:
+        if k == "uint64":
+            return pa.array(values, pa.uint64()).cast(at)
+        if k == "bigdecimal":
+            return pa.array(values, pa.decimal256(76, 38)).cast(pa.string())
+        if k == "binary":
+            if values and any(isinstance(v, str) for v in values[:1]):  # snapshot: HEX() done by the server
+                return pa.array(values, pa.string())
+            return _hex(pa.array(values, pa.binary()))
+        if k == "set":
+            if values and any(isinstance(v, set) for v in values):
+                values = [None if v is None else ",".join(sorted(v)) if isinstance(v, set) else v for v in values]
+            return pa.array(values, pa.string())
+        if k == "time":
+            if values and any(not isinstance(v, int | None) for v in values[:8]):
+                return pa.array(values, pa.duration("us")).cast(pa.int64())
+            return pa.array(values, pa.int64())
+        if k == "json":
+            return pa.array(values, pa.string())
+        if k == "bit":
+            if values and any(isinstance(v, str) for v in values[:8]):  # the binlog decoder gives '0101'
+                values = [None if v is None else int(v, 2) for v in values]
+            return pa.array(values, pa.int64())
+        return pa.array(values, at)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        if k not in ("date", "datetime", "timestamp"):
+            raise
+    # zero dates / invalid datetimes arrive as text from the driver: null them, report them
+    import datetime as dt
+
+    ok = dt.date if k == "date" else dt.datetime
+    clean = []
+    for i, v in enumerate(values):
+        if v is None or isinstance(v, ok):
+            clean.append(v)
+        else:
+            clean.append(None)
+            if bad is not None:
+                bad.append(i)
+    return pa.array(clean, at)
+
+
+# -- connections, URL -------------------------------------------------------------------------------------
+
+def _parse_url(url: str) -> dict:
+    u = urlsplit(url)
+    if u.scheme not in ("mysql", "mariadb"):
+        raise ConfigError(f"not a mysql:// URL: {u.scheme}://…")
+    db = u.path.lstrip("/")
+    if not db:
+        raise ConfigError("mysql:// URL needs a database: mysql://user:pw@host:port/db")
+    return {"host": u.hostname or "127.0.0.1", "port": u.port or 3306, "user": unquote(u.username or "root"),
+            "password": unquote(u.password or ""), "database": unquote(db)}
+
+
+def _qi(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+class MysqlSource(Source):
+    """Tables of a MySQL/MariaDB database, optionally followed by their binlog changes (see the module doc)."""
+
+    capabilities = Capabilities(schemes=("mysql", "mariadb"), cdc=True, exactly_once=True, schema_evolution=True,
+                                notes="consistent snapshot + binlog (ROW/FULL); GTID or file/pos checkpoints")
+
+    def __init__(self, url: str, *, options: dict | None = None) -> None:
+        from ...redact import redact_url
+
+        self.url = url
+        self.label = redact_url(url)
+        opts = dict(options or {})
+        unknown = sorted(set(opts) - set(_OWN) - set(_IGNORED))
+        if unknown:
+            raise ConfigError(f"{self.label}: unknown option(s) {', '.join(unknown)}; known: {', '.join(_OWN)}")
+        self.conn_args = _parse_url(url)
+        self.db = self.conn_args["database"]
+        self.cdc = bool(opts.get("cdc"))
+        self.on_error = opts.get("on_error") or "fail"
+        self.batch_rows = int(opts.get("batch_rows") or 65536)
+        self.server_id = int(opts.get("server_id") or 0x4E42)
+        self.timeout = float(opts.get("connect_timeout") or 10)
+        self.retries = int(opts.get("retries") if opts.get("retries") is not None else 5)
+        want = opts.get("tables")
+        if isinstance(want, str):
+            want = [t.strip() for t in want.split(",") if t.strip()]
+        self._want = [t.split(".", 1)[1] if "." in t else t for t in (want or [])]
+        for t in want or []:
+            if "." in t and t.split(".", 1)[0] != self.db:
+                raise ConfigError(f"{self.label}: table {t!r} is not in database {self.db!r}")
+        self.tables: list[str] = list(self._want)
+        self.name = self.tables[0] if len(self.tables) == 1 else self.db
+        self.bytes_read = 0
+        self.warnings: list[str] = []
+        self._schemas: dict[str, Schema] = {}  # data columns, evolved
+        self._cols: dict[str, list[_Col]] = {}
+        self._keys: dict[str, list[str]] = {}
+        self._state: dict | None = None
+        self._table_states: dict[str, tuple] = {}
+        self._conn = None
+        self._snapshot_pending = False
+        self._pos: dict | None = None  # position of the last transaction handed out
+        self._target: tuple | None = None
+        self._mariadb = True
+        self._reader: threading.Thread | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=64)
+        self._stop = threading.Event()
+        self._done = False
+
+    # -- ChangeSource protocol ----------------------------------------------------------------------------
+    def resume(self, state: dict | None, table_states: dict | None = None) -> None:
+        self._state = state if state and state.get("file") else None
+        self._table_states = {t: _order(s) for t, s in (table_states or {}).items() if s and s.get("file")}
+        if self._state is None and self._table_states:  # the store lost it: the destinations still know
+            t, s = min(((t, s) for t, s in (table_states or {}).items() if s and s.get("file")),
+                       key=lambda x: _order(x[1]))
+            self._state = s
+
+    def describe(self) -> None:
+        """Connect and read the tables, their columns and keys (before :meth:`resume`)."""
+        if self._conn is not None:
+            return
+        self._conn = self._connect()
+        cur = self._conn.cursor()
+        cur.execute("SELECT VERSION()")
+        self._mariadb = "mariadb" in cur.fetchone()[0].lower()
+        if not self.tables:
+            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND "
+                        "TABLE_TYPE='BASE TABLE' ORDER BY TABLE_NAME", (self.db,))
+            self.tables = [r[0] for r in cur.fetchall()]
+            if not self.tables:
+                raise SourceError(f"{self.label}: database {self.db!r} has no tables")
+            self.name = self.tables[0] if len(self.tables) == 1 else self.db
+        for t in self.tables:
+            self._load_table(cur, t)
+
+    def open(self) -> None:
+        self.describe()
+        cur = self._conn.cursor()
+        if self.cdc:
+            self._check_server(cur)
+        if self._state is None:
+            self._begin_snapshot(cur)
+        else:
+            self._pos = dict(self._state)
+            self._check_not_purged(cur, self._pos["file"])
+        if self.cdc:
+            self._target = _order(self._server_position(cur))
+
+    def _pos_label(self) -> str:
+        p = self._pos
+        return "" if not p else (p.get("gtid") or f"{p['file']}:{p['pos']}")
+
+    def key_of(self, table: str) -> list[str]:
+        return list(self._keys.get(table, []))
+
+    def acknowledge(self, checkpoint: dict) -> None:
+        pass  # a binlog reader holds nothing on the server
+
+    def state(self) -> dict | None:
+        return dict(self._pos) if (self.cdc and self._pos) else None
+
+    @property
+    def schema(self) -> Schema:  # the first table's (plain single-table use)
+        return Schema([*self._schemas[self.tables[0]], *_CHANGE])
+
+    def read(self):
+        raise NotImplementedError("MysqlSource runs through nebula.pipeline.cdc.run_cdc")
+
+    def parse(self, chunk, batch, rejects) -> ParseStats:
+        raise NotImplementedError
+
+    # -- connection and checks ----------------------------------------------------------------------------
+    def _connect(self, **extra):
+        import pymysql
+
+        a = self.conn_args
+        last = None
+        for attempt in range(3):
+            try:
+                return pymysql.connect(host=a["host"], port=a["port"], user=a["user"], password=a["password"],
+                                       database=a["database"], connect_timeout=self.timeout, autocommit=True,
+                                       charset="utf8mb4", **extra)
+            except pymysql.err.OperationalError as e:
+                code = e.args[0] if e.args else 0
+                if code in (1045, 1044, 1049):
+                    raise ConfigError(f"{self.label}: {e.args[1]}") from None
+                last = e
+                time.sleep(0.2 * (attempt + 1))
+        raise ConnectionFailed(f"{self.label}: cannot connect: {last.args[1] if last and len(last.args) > 1 else last}")
+
+    def _check_server(self, cur) -> None:
+        cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', 'binlog_row_image', "
+                    "'binlog_row_metadata')")
+        v = {k.lower(): str(x) for k, x in cur.fetchall()}
+        fix = "set it in the server's configuration ([mysqld]) and restart"
+        if v.get("log_bin", "OFF").upper() not in ("ON", "1"):
+            raise ConfigError(f"{self.label}: the binary log is off (log_bin); CDC reads it: enable log_bin, "
+                              f"binlog_format=ROW, binlog_row_image=FULL, binlog_row_metadata=FULL ({fix})")
+        for name, want in (("binlog_format", "ROW"), ("binlog_row_image", "FULL"), ("binlog_row_metadata", "FULL")):
+            if v.get(name, "").upper() != want:
+                raise ConfigError(f"{self.label}: {name} is {v.get(name) or 'not supported'}, CDC needs "
+                                  f"{name}={want} ({fix})")
+        cur.execute("SHOW GRANTS")
+        grants = " ".join(r[0].upper() for r in cur.fetchall() if " ON *.* " in r[0].upper())
+        have_all = "ALL PRIVILEGES" in grants
+        missing = []
+        if not have_all and "REPLICATION SLAVE" not in grants and "REPLICATION REPLICA" not in grants:
+            missing.append("REPLICATION SLAVE")
+        monitor = ("BINLOG MONITOR", "REPLICATION CLIENT", "SUPER")
+        if not have_all and not any(m in grants for m in monitor):
+            missing.append("BINLOG MONITOR" if self._mariadb else "REPLICATION CLIENT")
+        if missing:
+            raise ConfigError(f"{self.label}: user {self.conn_args['user']!r} lacks {', '.join(missing)}; CDC needs "
+                              f"GRANT SELECT, RELOAD, {', '.join(missing)} ON *.* TO the user")
+
+    def _server_position(self, cur) -> dict:
+        try:
+            cur.execute("SHOW MASTER STATUS")
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(f"{self.label}: cannot read the binlog position: {e}") from None
+        row = cur.fetchone()
+        if row is None:
+            raise ConfigError(f"{self.label}: the binary log is off (log_bin)")
+        return {"file": row[0], "pos": int(row[1])}
+
+    def _check_not_purged(self, cur, file: str) -> None:
+        if not self.cdc:
+            return
+        cur.execute("SHOW BINARY LOGS")
+        have = [r[0] for r in cur.fetchall()]
+        if file not in have:
+            raise SourceError(self._purged_message(file))
+
+    def _purged_message(self, what: str) -> str:
+        return (f"{self.label}: the binlog needed to resume ({what}) was purged from the server; the changes "
+                f"since the last checkpoint are lost to CDC. Resync: nebula state reset NAME (the pipeline's name, "
+                f"default {self.name!r}), then run again: it takes a new snapshot")
+
+    def _load_table(self, cur, table: str) -> None:
+        cur.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, COLUMN_KEY "
+                    "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION",
+                    (self.db, table))
+        rows = cur.fetchall()
+        if not rows:
+            raise SourceError(f"{self.label}: table {table!r} does not exist in {self.db!r}")
+        cols = [_col_from_catalog(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        self._cols[table] = cols
+        self._schemas[table] = Schema(Field(c.name, c.type) for c in cols)
+        cur.execute("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA=%s AND "
+                    "TABLE_NAME=%s AND CONSTRAINT_NAME='PRIMARY' ORDER BY ORDINAL_POSITION", (self.db, table))
+        self._keys[table] = [r[0] for r in cur.fetchall()]
+
+    def _begin_snapshot(self, cur) -> None:
+        cur.execute("SET SESSION time_zone = '+00:00'")
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        if self.cdc and not self._mariadb:
+            cur.execute("FLUSH TABLES WITH READ LOCK")
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            pos = self._server_position(cur)
+            cur.execute("SELECT @@GLOBAL.gtid_executed")
+            pos["gtid"] = (cur.fetchone()[0] or "").replace("\n", "")
+            cur.execute("UNLOCK TABLES")
+        else:
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            pos = None
+            if self.cdc:
+                cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+                st = {k.lower(): x for k, x in cur.fetchall()}
+                pos = {"file": st["binlog_snapshot_file"], "pos": int(st["binlog_snapshot_position"])}
+                cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (pos["file"], pos["pos"]))
+                pos["gtid"] = cur.fetchone()[0] or ""
+        self._pos = pos
+        self._snapshot_pending = True
+        self._snapshot_ts = int(time.time() * 1_000_000)
+
+    # -- rounds -------------------------------------------------------------------------------------------
+    def next_round(self, *, max_changes: int, max_seconds: float, stop: threading.Event):
+        from ...pipeline.cdc import Round
+
+        if self._snapshot_pending:
+            self._snapshot_pending = False
+            parts = {t: _SnapshotPart(self, t) for t in self.tables}
+            caught = not self.cdc or (self._pos is not None and _order(self._pos) >= self._target)
+            return Round(parts=parts, checkpoint=self.state(), caught_up=caught, snapshot=True)
+        if self._conn is not None:
+            self._end_snapshot()
+        if not self.cdc:
+            return None
+        if self._reader is None:
+            self._reader = threading.Thread(target=self._read_binlog, name="nebula-binlog", daemon=True)
+            self._reader.start()
+        txns: list[_Txn] = []
+        changes = 0
+        deadline = time.monotonic() + max_seconds
+        caught = _order(self._pos) >= self._target
+        while not stop.is_set() and changes < max_changes:
+            if caught and self._queue.empty():
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=min(0.1, left))
+            except queue.Empty:
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            txns.append(item)
+            changes += item.changes
+            caught = _order(item.pos) >= self._target
+        parts = self._parts(txns)
+        if txns:
+            self._pos = dict(txns[-1].pos)
+        return Round(parts=parts, checkpoint=self.state(), caught_up=caught, changes=changes)
+
+    def _parts(self, txns: list) -> dict:
+        per: dict[str, list] = {}
+        for tx in txns:
+            order = _order(tx.pos)
+            for seg in tx.segments:
+                done = self._table_states.get(seg.table)
+                if done is not None and order <= done:
+                    continue  # this table committed it already (a crash fell between two tables' commits)
+                per.setdefault(seg.table, []).append(seg)
+        return {t: _ChangePart(self, t, segs) for t, segs in per.items()}
+
+    def _end_snapshot(self) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            conn.commit()
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._conn is not None:
+            self._end_snapshot()
+        r, self._reader = self._reader, None
+        if r is not None:
+            r.join(timeout=5)
+
+    # -- the binlog reader thread ---------------------------------------------------------------------------
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read_binlog(self) -> None:
+        pos = dict(self._pos)
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                for tx in self._stream_from(pos):
+                    if not self._put(tx):
+                        return
+                    pos = dict(tx.pos)
+                    failures = 0
+                return
+            except _StreamLost as e:
+                if e.code == _PURGED:
+                    self._put(SourceError(self._purged_message(f"{pos.get('gtid') or ''} {pos['file']}:{pos['pos']}")))
+                    return
+                failures += 1
+                if failures > self.retries:
+                    self._put(ConnectionFailed(f"{self.label}: binlog connection lost {failures} times: {e}"))
+                    return
+                self.warnings.append(f"binlog connection lost ({e}); resumed from {pos['file']}:{pos['pos']}")
+                time.sleep(min(5.0, 0.2 * 2 ** failures))
+            except Exception as e:  # noqa: BLE001 - handed to next_round
+                self._put(e if isinstance(e, DataError | SourceError | ConfigError) else
+                          SourceError(f"{self.label}: reading the binlog failed: {type(e).__name__}: {e}"))
+                return
+
+    def _stream_from(self, pos: dict):
+        from pymysqlreplication import BinLogStreamReader
+        from pymysqlreplication.event import (
+            GtidEvent,
+            HeartbeatLogEvent,
+            MariadbGtidEvent,
+            QueryEvent,
+            RotateEvent,
+            XidEvent,
+        )
+        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+        a = self.conn_args
+        settings = {"host": a["host"], "port": a["port"], "user": a["user"], "passwd": a["password"],
+                    "connect_timeout": self.timeout, "read_timeout": 30}
+        by_gtid = self._mariadb and bool(pos.get("gtid"))
+        kw = dict(auto_position=pos["gtid"], is_mariadb=True) if by_gtid else dict(
+            log_file=pos["file"], log_pos=pos["pos"], resume_stream=True)
+        stream = BinLogStreamReader(
+            connection_settings=settings, server_id=self.server_id, blocking=True, slave_heartbeat=1,
+            only_schemas=[self.db], only_tables=list(self.tables), pymysql_wrapper=_strict_connect,
+            only_events=[MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, RotateEvent, HeartbeatLogEvent,
+                         WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent], enable_logging=False, **kw)
+        file = pos["file"]
+        domains = _gtid_domains(pos.get("gtid") or "")
+        gtid = None
+        segs: list[_Segment] = []
+        in_txn = False
+        try:
+            while not self._stop.is_set():
+                ev = stream.fetchone()
+                if ev is None:
+                    return
+                if isinstance(ev, RotateEvent):
+                    file = ev.next_binlog
+                    continue
+                if isinstance(ev, HeartbeatLogEvent):
+                    continue
+                end = ev.packet.log_pos
+                if isinstance(ev, MariadbGtidEvent | GtidEvent):
+                    gtid, segs, in_txn = ev.gtid, [], False
+                    continue
+                if isinstance(ev, QueryEvent):
+                    q = ev.query.strip().upper() if isinstance(ev.query, str) else ""
+                    if q == "BEGIN":
+                        in_txn = True
+                        continue
+                    if in_txn and q != "COMMIT":
+                        continue
+                elif not isinstance(ev, XidEvent):  # a rows event
+                    segs.extend(self._segments(ev))
+                    continue
+                # transaction (or DDL statement) complete
+                if gtid is not None:
+                    domains = _gtid_advance(domains, gtid, self._mariadb)
+                state = {"file": file, "pos": int(end), "gtid": _gtid_text(domains, self._mariadb)}
+                label = gtid or f"{file}:{end}"
+                ts = int(ev.timestamp) * 1_000_000
+                for s in segs:
+                    s.pos, s.ts = label, ts
+                yield _Txn(state, segs)
+                gtid, segs, in_txn = None, [], False
+        finally:
+            stream.close()
+
+    def _segments(self, ev) -> list:
+        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent
+
+        table = ev.table
+        if table not in self._schemas:
+            return []
+        cols = tuple(_col_from_binlog(c) for c in ev.columns)
+        try:
+            rows = ev.rows
+        except (ValueError, OverflowError) as e:  # the library's decoder on an invalid value
+            raise DataError(f"binlog rows event for {self.db}.{table} could not be decoded: {e}",
+                            path=self.label) from None
+        if isinstance(ev, UpdateRowsEvent):
+            key = self._keys.get(table) or []
+            moved = [r for r in rows if any(r["before_values"].get(k) != r["after_values"].get(k) for k in key)]
+            out = []
+            if moved:
+                out.append(_Segment(table, cols, "d", [r["before_values"] for r in moved],
+                                    [r["before_none_sources"] for r in moved]))
+            out.append(_Segment(table, cols, "u", [r["after_values"] for r in rows],
+                                [r["after_none_sources"] for r in rows]))
+            return out
+        op = "d" if isinstance(ev, DeleteRowsEvent) else "c"
+        return [_Segment(table, cols, op, [r["values"] for r in rows], [r["none_sources"] for r in rows])]
+
+    # -- building batches -----------------------------------------------------------------------------------
+    def evolve_table(self, table: str, cols: tuple) -> Schema:
+        """The table's data schema after a rows event described by ``cols`` (evolved when it changed)."""
+        cur = self._schemas[table]
+        incoming = Schema(Field(c.name, c.type) for c in cols)
+        if all(f.name in cur and cur[f.name].type == f.type for f in incoming):
+            return cur
+        new = cur.evolve(incoming, allow_string=True)
+        self._schemas[table] = new
+        return new
+
+
+def _order(s: dict) -> tuple:
+    """A sortable (binlog number, offset) of a position."""
+    f = s.get("file") or ""
+    num = f.rsplit(".", 1)[-1]
+    return (int(num) if num.isdigit() else 0, int(s.get("pos") or 0))
+
+
+def _gtid_domains(text: str) -> dict:
+    """MariaDB ``0-1-5,1-2-9`` -> {domain: gtid}; MySQL ``uuid:1-5,uuid2:1-3`` -> {uuid: intervals text}."""
+    out = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if ":" in part:
+            sid, _, rest = part.partition(":")
+            out[sid.lower()] = rest
+        else:
+            out[part.split("-", 1)[0]] = part
+    return out
+
+
+def _gtid_advance(domains: dict, gtid: str, mariadb: bool) -> dict:
+    d = dict(domains)
+    if mariadb or ":" not in gtid:
+        d[gtid.split("-", 1)[0]] = gtid
+    else:  # MySQL uuid:n -> extend the interval set of that uuid (transactions arrive in order)
+        sid, _, n = gtid.partition(":")
+        sid = sid.lower()
+        first = d.get(sid, "").split(":")[0]
+        start = first.split("-")[0] if first else n
+        d[sid] = f"{start}-{n}"
+    return d
+
+
+def _gtid_text(domains: dict, mariadb: bool) -> str:
+    if mariadb:
+        return ",".join(domains[k] for k in sorted(domains))
+    return ",".join(f"{k}:{v}" for k, v in sorted(domains.items()))
+
+
+@dataclass
+class _Segment:
+    table: str
+    cols: tuple
+    op: str
+    rows: list  # dicts column -> value (the library's)
+    nones: list  # per row: column -> why the value is None
+    pos: str = ""
+    ts: int = 0
+
+
+@dataclass
+class _Txn:
+    pos: dict
+    segments: list
+
+    @property
+    def changes(self) -> int:
+        return sum(len(s.rows) for s in self.segments)
+
+
+class _Part(Source):
+    """One table's share of a round, as an ordinary Source for ``run_pipeline``."""
+
+    merge_key: list[str] | None = None
+
+    def __init__(self, owner: MysqlSource, table: str) -> None:
+        self.owner = owner
+        self.table = table
+        self.name = table
+        self._schema = Schema([*owner._schemas[table], *_CHANGE])
+
+    @property
+    def schema(self) -> Schema:
+        return self._schema
+
+    def chunk_schema(self, chunk):
+        return chunk[0]
+
+    def state(self):
+        return self.owner.state()
+
+    def _emit(self, schema: Schema, data: Schema, arrays: dict, n: int, ops, pos, ts, batch):
+        """Arrays by column name (missing ones null, others cast to the evolved type) into ``batch``."""
+        import pyarrow as pa
+
+        from ...pipeline.cdc import compact_last_by_key, fill_batch
+
+        cols = []
+        for f in data:
+            a = arrays.get(f.name)
+            at = f.type.to_arrow()
+            if a is None:
+                a = pa.nulls(n, at)
+            elif a.type != at:
+                a = a.cast(at)
+            cols.append(a)
+        cols += [ops, pos, ts]
+        rb = pa.RecordBatch.from_arrays(cols, schema=schema.to_arrow())
+        if self.merge_key:
+            rb = compact_last_by_key(rb, self.merge_key)
+        fill_batch(batch, rb)
+
+    def _report(self, rejects, bad: list[tuple[int, str, str]]) -> None:
+        if self.owner.on_error == "fail":
+            return  # the documented rule: invalid temporal values become NULL
+        for row, column, where in bad:
+            rejects.reject(reason=f"invalid date/datetime in {self.owner.db}.{self.table} (loaded as NULL)",
+                           line=row + 1, column=column, offset=None, raw=where.encode(), path=self.owner.label)
+
+
+class _SnapshotPart(_Part):
+    def read(self):
+        import pymysql
+
+        o = self.owner
+        cols = o._cols[self.table]
+        exprs = []
+        for c in cols:
+            q = _qi(c.name)
+            if c.kind == "binary":
+                q = f"HEX({q})"
+            elif c.kind == "bit":
+                q = f"{q} + 0"
+            elif c.kind == "time":
+                q = f"TIME_TO_SEC({q}) * 1000000 + MICROSECOND({q}) * IF({q} < 0, -1, 1)"
+            elif c.kind in ("json", "set", "enum", "bigdecimal"):
+                q = f"CAST({q} AS CHAR)"
+            exprs.append(q)
+        cur = pymysql.cursors.SSCursor(o._conn)
+        try:
+            cur.execute(f"SELECT {', '.join(exprs)} FROM {_qi(o.db)}.{_qi(self.table)}")
+            while True:
+                rows = cur.fetchmany(o.batch_rows)
+                if not rows:
+                    break
+                yield (self._schema, rows)
+        finally:
+            cur.close()
+
+    def parse(self, chunk, batch, rejects) -> ParseStats:
+        import pyarrow as pa
+
+        schema, rows = chunk
+        o = self.owner
+        n = len(rows)
+        columns = list(zip(*rows, strict=True))
+        arrays, bad = {}, []
+        for i, c in enumerate(o._cols[self.table]):
+            b: list[int] = []
+            arrays[c.name] = _build(c, list(columns[i]), b)
+            bad += [(r, c.name, f"snapshot row {r + 1}") for r in b]
+        ops = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["r"])).cast(pa.string())
+        label = o._pos_label()
+        pos = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([label])).cast(pa.string())
+        ts = pa.array(np.full(n, o._snapshot_ts, np.int64)).cast(pa.timestamp("us", tz="UTC"))
+        data = Schema(f for f in schema if f.name not in ("_op", "_pos", "_commit_ts"))
+        self._emit(schema, data, arrays, n, ops, pos, ts, batch)
+        self._report(rejects, bad)
+        return ParseStats(rows=n)
+
+
+class _ChangePart(_Part):
+    def __init__(self, owner: MysqlSource, table: str, segments: list) -> None:
+        super().__init__(owner, table)
+        self.segments = segments
+
+    def read(self):
+        o = self.owner
+        group: list = []
+        rows = 0
+        schema = None
+        for s in self.segments:
+            data = o.evolve_table(self.table, s.cols)
+            full = Schema([*data, *_CHANGE])
+            if group and (full != schema or rows + len(s.rows) > o.batch_rows):
+                yield (schema, group)
+                group, rows = [], 0
+            schema = full
+            group.append(s)
+            rows += len(s.rows)
+        if group:
+            yield (schema, group)
+
+    def parse(self, chunk, batch, rejects) -> ParseStats:
+        import pyarrow as pa
+
+        schema, segs = chunk
+        data = Schema(f for f in schema if f.name not in ("_op", "_pos", "_commit_ts"))
+        lens = np.array([len(s.rows) for s in segs], np.int64)
+        n = int(lens.sum())
+        rows = [r for s in segs for r in s.rows]
+        nones = [x for s in segs for x in s.nones]
+        cols = {c.name: c for c in segs[0].cols}
+        for s in segs[1:]:
+            for c in s.cols:
+                cols.setdefault(c.name, c)
+        arrays = {}
+        for name, c in cols.items():
+            arrays[name] = _build(c, [r.get(name) for r in rows])
+        bad = [(i, k, segs[0].pos) for i, ns in enumerate(nones) if ns for k, why in ns.items() if why in _BAD_TEMPORAL]
+        codes = np.repeat(np.array([_OPS.index(s.op) for s in segs], np.int32), lens)
+        ops = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(list(_OPS))).cast(pa.string())
+        labels = pa.array([s.pos for s in segs])
+        pos = pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(len(segs), dtype=np.int32), lens)),
+                                             labels).cast(pa.string())
+        ts = pa.array(np.repeat(np.array([s.ts for s in segs], np.int64), lens)).cast(pa.timestamp("us", tz="UTC"))
+        self._emit(schema, data, arrays, n, ops, pos, ts, batch)
+        self._report(rejects, bad)
+        return ParseStats(rows=n)
+
