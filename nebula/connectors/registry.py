@@ -12,17 +12,17 @@ _S = "nebula.connectors.sources."
 _D = "nebula.connectors.destinations."
 
 for _spec in (
-    ConnectorSpec("csv", "source", _S + "csv:CsvSource", ("file",), (".csv", ".tsv", ".txt"),
+    ConnectorSpec("csv", "source", _S + "csv:CsvSource", ("file", "s3", "gs"), (".csv", ".tsv", ".txt"),
                   description="CSV/TSV files and globs, .gz/.zst/.lz4/.bz2; Numba-parsed"),
-    ConnectorSpec("jsonl", "source", _S + "json:JsonSource", ("file",), (".jsonl", ".ndjson"),
+    ConnectorSpec("jsonl", "source", _S + "json:JsonSource", ("file", "s3", "gs"), (".jsonl", ".ndjson"),
                   description="JSON lines files and globs, .gz/.zst/.lz4; Numba-parsed, nested objects flattened"),
-    ConnectorSpec("json", "source", _S + "json:JsonSource", ("file",), (".json",),
+    ConnectorSpec("json", "source", _S + "json:JsonSource", ("file", "s3", "gs"), (".json",),
                   description="JSON: a top-level array of objects (streamed), records under records_path, or lines"),
-    ConnectorSpec("csv", "destination", _D + "files:CsvDestination", ("file",), (".csv", ".tsv"),
+    ConnectorSpec("csv", "destination", _D + "files:CsvDestination", ("file", "s3", "gs"), (".csv", ".tsv"),
                   description="CSV file (RFC 4180), optional .gz/.zst/.lz4"),
-    ConnectorSpec("jsonl", "destination", _D + "files:JsonlDestination", ("file",), (".jsonl", ".ndjson"),
+    ConnectorSpec("jsonl", "destination", _D + "files:JsonlDestination", ("file", "s3", "gs"), (".jsonl", ".ndjson"),
                   description="JSON lines file, optional .gz/.zst/.lz4"),
-    ConnectorSpec("parquet", "destination", _D + "files:ParquetDestination", ("file",), (".parquet", ".pq"),
+    ConnectorSpec("parquet", "destination", _D + "files:ParquetDestination", ("file", "s3", "gs"), (".parquet", ".pq"),
                   description="Parquet file (zstd by default)"),
     ConnectorSpec("sqlite", "destination", _D + "sqlite:SqliteDestination", ("sqlite",),
                   description="SQLite table: append, replace (atomic swap) or merge by key"),
@@ -43,7 +43,6 @@ for _spec in (
 _COMPRESSION = (".gz", ".zst", ".zstd", ".lz4", ".bz2")
 _FORMAT_ALIASES = {"ndjson": "jsonl", "tsv": "csv", "txt": "csv", "pq": "parquet"}
 _PLANNED = {
-    "s3": "object stores (issue 6)", "gs": "object stores (issue 6)", "gcs": "object stores (issue 6)",
     "snowflake": "the Snowflake destination", "bigquery": "the BigQuery destination",
 }
 
@@ -66,7 +65,7 @@ def format_of(path: str) -> str | None:
 def resolve(kind: str, url: str, fmt: str | None = None) -> ConnectorSpec:
     """The connector for ``url`` as a ``kind`` ("source" or "destination")."""
     scheme = scheme_of(url)
-    if scheme in ("file",):
+    if scheme in ("file", "s3", "gs", "gcs"):
         f = (fmt or format_of(url) or "").lower()
         f = _FORMAT_ALIASES.get(f, f)
         if not f:

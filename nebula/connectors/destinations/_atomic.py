@@ -35,6 +35,29 @@ def local_path(url_or_path: str) -> str:
     return url_or_path
 
 
+def is_remote(url) -> bool:
+    p = str(url)[:6].lower()
+    return p[:5] in ("s3://", "gs://") or p == "gcs://"
+
+
+def target_path(url_or_path: str) -> str:
+    """The absolute local path, or the ``s3://`` / ``gs://`` URL as given."""
+    if is_remote(url_or_path):
+        return url_or_path
+    return os.path.abspath(local_path(url_or_path))
+
+
+def atomic_file(path: str, **kw):
+    """:class:`AtomicFile` for a local path, ``_fs.RemoteAtomicFile`` for an object URL."""
+    if is_remote(path):
+        from .._fs import RemoteAtomicFile
+
+        kw.pop("open_stream", None)
+        return RemoteAtomicFile(path, **kw)
+    kw.pop("direct", None)
+    return AtomicFile(path, **kw)
+
+
 def destination_error(path: str, e: OSError, what: str = "cannot write") -> DestinationError:
     reason = e.strerror or str(e)
     return DestinationError(f"{path}: {what}: {reason}", retryable=False)

@@ -27,10 +27,12 @@ from ...errors import ConfigError, DestinationError, SchemaEvolutionError
 from ..base import Capabilities, Destination
 from ._atomic import (
     AtomicFile,
+    atomic_file,
     compression_from_path,
     destination_error,
-    local_path,
+    is_remote,
     strip_compression_suffix,
+    target_path,
 )
 
 CHUNK_ROWS = 65536  # a multiple of 8 so chunks start on validity-bitmap byte boundaries
@@ -273,10 +275,10 @@ class _TextFileDestination(Destination):
     """
 
     fmt = ""
-    _allowed: tuple[str, ...] = ("compression", "compression_level")
+    _allowed: tuple[str, ...] = ("compression", "compression_level", "direct")
 
     def __init__(self, url_or_path: str, *, options: dict | None = None) -> None:
-        self.path = os.path.abspath(local_path(url_or_path))
+        self.path = target_path(url_or_path)
         self.options = _options(options, self._allowed, self.path)
         comp = self.options.get("compression")
         self.compression = compression_from_path(self.path) if comp is None else (None if comp == "none" else comp)
@@ -290,10 +292,11 @@ class _TextFileDestination(Destination):
     def open(self, schema, *, mode: str = "replace", table: str | None = None, key: list[str] | None = None) -> None:
         _check_mode(mode, self.capabilities.modes, self.path)
         self._encoder = self._make_encoder(schema)
-        append = mode == "append" and os.path.isfile(self.path) and os.path.getsize(self.path) > 0
+        append = mode == "append" and _nonempty(self.path)
         if append:
             self._check_append(schema)
-        self._file = AtomicFile(self.path, compression=self.compression, level=self.level, keep_existing=append)
+        self._file = atomic_file(self.path, compression=self.compression, level=self.level, keep_existing=append,
+                                 direct=bool(self.options.get("direct")))
         if not append:
             self._file.write(self._encoder.header())
 
@@ -339,8 +342,8 @@ class CsvDestination(_TextFileDestination):
     """
 
     fmt = "csv"
-    _allowed = ("compression", "compression_level", "delimiter", "header")
-    capabilities = Capabilities(modes=("replace", "append"), formats=("csv", "tsv"), schemes=("file",),
+    _allowed = ("compression", "compression_level", "delimiter", "header", "direct")
+    capabilities = Capabilities(modes=("replace", "append"), formats=("csv", "tsv"), schemes=("file", "s3", "gs"),
                                 notes="atomic rename on commit; .gz/.zst/.lz4 streamed")
 
     def _make_encoder(self, schema) -> TextEncoder:
@@ -377,11 +380,17 @@ class JsonlDestination(_TextFileDestination):
     """
 
     fmt = "jsonl"
-    capabilities = Capabilities(modes=("replace", "append"), formats=("jsonl", "ndjson"), schemes=("file",),
+    capabilities = Capabilities(modes=("replace", "append"), formats=("jsonl", "ndjson"), schemes=("file", "s3", "gs"),
                                 notes="atomic rename on commit; .gz/.zst/.lz4 streamed; decimals as strings")
 
 
 def _open_text_reader(path: str, compression: str | None):
+    if is_remote(path):
+        import io
+
+        from ..sources._io import open_input
+
+        return io.BufferedReader(open_input(path))
     if compression == "gzip":
         import gzip
 
@@ -412,13 +421,13 @@ class ParquetDestination(Destination):
     ``row_group_bytes`` (default 128 MiB).
     """
 
-    capabilities = Capabilities(modes=("replace",), formats=("parquet",), schemes=("file",),
+    capabilities = Capabilities(modes=("replace",), formats=("parquet",), schemes=("file", "s3", "gs"),
                                 notes="atomic rename on commit; large row groups; dictionary columns kept")
 
     def __init__(self, url_or_path: str, *, options: dict | None = None) -> None:
-        self.path = os.path.abspath(local_path(url_or_path))
+        self.path = target_path(url_or_path)
         self.options = _options(options, ("compression", "compression_level", "row_group_rows",
-                                          "row_group_bytes", "use_dictionary"), self.path)
+                                          "row_group_bytes", "use_dictionary", "direct"), self.path)
         self.compression = str(self.options.get("compression", "zstd")).lower()
         if self.compression not in _PARQUET_CODECS:
             raise ConfigError(f"{self.path}: unknown Parquet compression {self.compression!r}; "
@@ -443,7 +452,7 @@ class ParquetDestination(Destination):
         self._schema = schema
         self._encoder_error = None
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
-        self._file = AtomicFile(self.path, open_stream=False)
+        self._file = atomic_file(self.path, open_stream=False, direct=bool(self.options.get("direct")))
 
     def evolve(self, schema) -> None:
         """Continue with ``schema``. A Parquet file has one schema, so rows already encoded into row
@@ -465,6 +474,9 @@ class ParquetDestination(Destination):
             old_writer.close()
         except OSError as e:
             raise destination_error(self.path, e) from e
+        if is_remote(self.path):
+            raise SchemaEvolutionError(f"{self.path}: a Parquet object cannot change its schema mid-upload; the "
+                                       f"source's schema changed to: {schema}. Give the full schema (--schema)")
         old_path = self._file.temp_path
         new_path = old_path + ".evolve"
         self._open_writer(target, new_path)
@@ -566,7 +578,8 @@ class ParquetDestination(Destination):
         if use_dict is None:  # Parquet dictionary pages for the columns we dictionary-encoded
             use_dict = [f.name for f in arrow_schema if pa.types.is_dictionary(f.type)] or False
         try:
-            self._writer = pq.ParquetWriter(path or self._file.temp_path, arrow_schema, compression=comp,
+            sink = path or (self._file.stream if is_remote(self.path) else self._file.temp_path)
+            self._writer = pq.ParquetWriter(sink, arrow_schema, compression=comp,
                                             compression_level=self.level if comp else None,
                                             use_dictionary=use_dict)
         except OSError as e:
@@ -611,6 +624,18 @@ class ParquetDestination(Destination):
 
     def location(self) -> str:
         return self.path
+
+
+def _nonempty(path: str) -> bool:
+    if is_remote(path):
+        from .._fs import fs_and_path
+
+        fs, key = fs_and_path(path)
+        try:
+            return fs.get_file_info(key).size not in (None, 0)
+        except OSError:
+            return False
+    return os.path.isfile(path) and os.path.getsize(path) > 0
 
 
 def pa_table(batches, schema):

@@ -43,12 +43,37 @@ class _Guard(io.RawIOBase):
             super().close()
 
 
+def _is_remote(path) -> bool:
+    p = str(path)[:6].lower()
+    return p[:5] in ("s3://", "gs://") or p == "gcs://"
+
+
+def input_size(path: str) -> int:
+    """Size in bytes of a local file or an object."""
+    if _is_remote(path):
+        from .._fs import expand
+
+        return expand(path)[0][1]
+    return os.path.getsize(path)
+
+
 def open_input(path: str):
-    """A binary file object with ``readinto`` for ``path`` (decompressing by extension)."""
+    """A binary file object with ``readinto`` for ``path`` (decompressing by extension).
+
+    ``s3://`` / ``gs://`` objects are streamed through pyarrow's filesystems (``.._fs``); local
+    files keep the plain unbuffered ``open``."""
     kind = compression_of(path)
-    if kind is None:
-        return open(path, "rb", buffering=0)  # noqa: SIM115
-    raw = open(path, "rb")  # noqa: SIM115
+    remote = _is_remote(path)
+    if remote:
+        from .._fs import RemoteReader
+
+        if kind is None:
+            return RemoteReader(path)
+        raw = io.BufferedReader(RemoteReader(path), buffer_size=1 << 20)
+    else:
+        if kind is None:
+            return open(path, "rb", buffering=0)  # noqa: SIM115
+        raw = open(path, "rb")  # noqa: SIM115
     try:
         if kind == "gzip":
             import gzip

@@ -20,7 +20,7 @@ from ...errors import ConfigError, DataError, ParseError, SourceError, TypeCoerc
 from ...schema import Field, Schema
 from ...types import BOOL, DATE, FLOAT64, INT64, STRING, TIMESTAMP, TIMESTAMPTZ, LogicalType
 from ..base import Capabilities, ParseStats, RejectSink, Source
-from ._io import open_input
+from ._io import input_size, open_input
 
 PYARROW_NULLS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
                  "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null")
@@ -161,8 +161,14 @@ def expand_paths(spec: str | os.PathLike | list) -> list[str]:
     """Local paths of a path, glob or list; errors name what is missing."""
     specs = list(spec) if isinstance(spec, list | tuple) else [spec]
     out: list[str] = []
+    remote: list[str] = []
     for s in specs:
         s = os.fspath(s)
+        if s[:5].lower() in ("s3://", "gs://") or s[:6].lower() == "gcs://":
+            from .._fs import expand
+
+            remote.extend(u for u, _ in expand(s))
+            continue
         if s.startswith("file://"):
             s = s[7:]
         if any(ch in s for ch in "*?["):
@@ -185,7 +191,7 @@ def expand_paths(spec: str | os.PathLike | list) -> list[str]:
             raise SourceError(f"{p}: is a directory, not a file (use a glob like {p.rstrip('/')}/*.csv)")
         if not os.access(p, os.R_OK):
             raise SourceError(f"{p}: permission denied")
-    return out
+    return out + remote
 
 
 class CsvSource(Source):
@@ -215,7 +221,7 @@ class CsvSource(Source):
     def open(self) -> None:
         self.paths = expand_paths(self.spec)
         try:
-            self._bytes_total = sum(os.path.getsize(p) for p in self.paths)
+            self._bytes_total = sum(input_size(p) for p in self.paths)
         except OSError:
             self._bytes_total = None
         o = self.opts

@@ -31,7 +31,6 @@ valid element that is not an object is still rejected alone).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -41,7 +40,7 @@ from ...errors import ConfigError, ParseError, SchemaEvolutionError, SourceError
 from ...schema import Field, Schema
 from ...types import BOOL, DATE, FLOAT64, INT64, JSON, STRING, TIMESTAMP, TIMESTAMPTZ, LogicalType
 from ..base import Capabilities, ParseStats, RejectSink, Source
-from ._io import open_input
+from ._io import input_size, open_input
 from .csv import _Block, _pool, _stem, expand_paths
 
 DECIMAL_BIG = LogicalType("decimal", 38, 0)
@@ -305,7 +304,7 @@ class JsonSource(Source):
         o = self.opts
         self.paths = expand_paths(self.spec)
         try:
-            self._bytes_total = sum(os.path.getsize(p) for p in self.paths)
+            self._bytes_total = sum(input_size(p) for p in self.paths)
         except OSError:
             self._bytes_total = None
         self._tree = _KeyTree()

@@ -1,0 +1,348 @@
+"""Object stores (``s3://``, ``gs://``) through pyarrow's own filesystems.
+
+Why pyarrow.fs and not fsspec (s3fs/gcsfs): pyarrow is already a core dependency, its S3 and GCS
+clients are C++ (reads and multipart uploads release the GIL and do not compete with the parse
+threads), its output streams upload parts as they fill, so memory stays bounded for any output size,
+and Parquet writes straight into them. No extra client library is needed; local files never go
+through this module (they keep the plain ``open``/``readinto`` path).
+
+Settings come from each ecosystem's standard variables: ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
+``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (an ``http://`` endpoint switches the scheme);
+``STORAGE_EMULATOR_HOST`` (anonymous, for the emulator), ``GOOGLE_APPLICATION_CREDENTIALS`` (read by
+the GCS client itself), ``NEBULA_FS_RETRIES`` (attempts per request, default 5).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import re
+import threading
+
+from ..errors import ConfigError, ConnectionFailed, DestinationError, NebulaError, SourceError
+
+REMOTE_SCHEMES = ("s3", "gs", "gcs")
+_URL = re.compile(r"^(s3|gs|gcs)://([^/]*)(/?.*)$", re.IGNORECASE)
+_lock = threading.Lock()
+_cache: dict[tuple, object] = {}
+
+
+def is_remote(url) -> bool:
+    return isinstance(url, str) and _URL.match(url) is not None
+
+
+def split(url: str) -> tuple[str, str]:
+    """``("s3" | "gs", "bucket/key")`` of an object URL."""
+    m = _URL.match(url)
+    if m is None:
+        raise ConfigError(f"{url}: not an s3:// or gs:// URL")
+    scheme = "gs" if m.group(1).lower() in ("gs", "gcs") else "s3"
+    bucket, key = m.group(2), m.group(3).lstrip("/")
+    if not bucket:
+        raise ConfigError(f"{url}: the URL names no bucket")
+    return scheme, f"{bucket}/{key}" if key else bucket
+
+
+def url_of(scheme: str, path: str) -> str:
+    return f"{scheme}://{path}"
+
+
+def join(url: str, *parts: str) -> str:
+    out = url.rstrip("/")
+    for p in parts:
+        out += "/" + p.strip("/")
+    return out
+
+
+def _endpoint(var_names: tuple[str, ...]) -> tuple[str | None, str | None]:
+    for v in var_names:
+        val = os.environ.get(v)
+        if val:
+            m = re.match(r"^(https?)://(.+?)/?$", val)
+            return (m.group(2), m.group(1)) if m else (val, None)
+    return None, None
+
+
+def filesystem(scheme: str):
+    """A pyarrow FileSystem for ``scheme`` configured from the environment (cached per settings)."""
+    import pyarrow.fs as pafs
+
+    retries = int(os.environ.get("NEBULA_FS_RETRIES", "5"))
+    if scheme == "s3":
+        host, proto = _endpoint(("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        key = ("s3", host, proto, region, retries, os.environ.get("AWS_ACCESS_KEY_ID"),
+               os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN"))
+        kwargs = dict(region=region, endpoint_override=host, retry_strategy=pafs.AwsStandardS3RetryStrategy(
+            max_attempts=retries), connect_timeout=5, request_timeout=30)
+        if proto:
+            kwargs["scheme"] = proto
+        if os.environ.get("AWS_ACCESS_KEY_ID"):
+            kwargs.update(access_key=os.environ["AWS_ACCESS_KEY_ID"],
+                          secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+                          session_token=os.environ.get("AWS_SESSION_TOKEN"))
+        factory = pafs.S3FileSystem
+    else:
+        import datetime
+
+        host, proto = _endpoint(("STORAGE_EMULATOR_HOST",))
+        key = ("gs", host, proto, retries, os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"))
+        kwargs = dict(retry_time_limit=datetime.timedelta(seconds=max(1, 3 * retries)))
+        if host:
+            kwargs.update(anonymous=True, endpoint_override=host, scheme=proto or "http")
+        factory = pafs.GcsFileSystem
+    with _lock:
+        fs = _cache.get(key)
+        if fs is None:
+            fs = _cache[key] = factory(**{k: v for k, v in kwargs.items() if v is not None})
+        return fs
+
+
+def fs_and_path(url: str):
+    scheme, path = split(url)
+    return filesystem(scheme), path
+
+
+# -- errors ---------------------------------------------------------------------------------------
+_DENIED = ("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH",
+           "SignatureDoesNotMatch", "PERMISSION_DENIED", "UNAUTHENTICATED", "HTTP status 403", "HTTP status 401",
+           "status code: 403", "status code: 401", "Forbidden")
+_NO_BUCKET = ("NO_SUCH_BUCKET", "NoSuchBucket", "bucket does not exist", "Bucket '")
+_NETWORK = ("NETWORK_CONNECTION", "curlCode", "Couldn't connect", "Connection refused", "connection reset",
+            "UNAVAILABLE", "timed out", "Timeout", "SLOW_DOWN", "SERVICE_UNAVAILABLE", "INTERNAL_FAILURE",
+            "HTTP status 5", "status code: 5")
+
+
+def remote_error(url: str, e: BaseException, *, source: bool, what: str) -> NebulaError:
+    """A typed error for a failed object-store call (never the credentials)."""
+    if isinstance(e, NebulaError):
+        return e
+    msg = str(e)
+    cls = SourceError if source else DestinationError
+    bucket = split(url)[1].split("/", 1)[0] if is_remote(url) else "?"
+    if any(s in msg for s in _NO_BUCKET):
+        return cls(f"{url}: {what}: bucket {bucket!r} does not exist", retryable=False)
+    if any(s in msg for s in _DENIED):
+        return cls(f"{url}: {what}: access denied (check the credentials and the bucket's permissions)",
+                   retryable=False)
+    if isinstance(e, FileNotFoundError):
+        return cls(f"{url}: {what}: no such object", retryable=False)
+    if any(s.lower() in msg.lower() for s in _NETWORK):
+        return ConnectionFailed(f"{url}: {what}: the object store is unreachable or failed ({_short(msg)})")
+    return cls(f"{url}: {what}: {_short(msg)}", retryable=False)
+
+
+def _short(msg: str) -> str:
+    msg = re.sub(r"\(Request ID: [^)]*\)", "", msg).strip()
+    return msg.splitlines()[0][:300] if msg else "error"
+
+
+# -- reading --------------------------------------------------------------------------------------
+def expand(spec: str) -> list[tuple[str, int]]:
+    """``[(url, size)]`` of an object URL or glob (``*``, ``?``, ``[...]``, ``**``), sorted."""
+    import pyarrow.fs as pafs
+
+    scheme, path = split(spec)
+    fs = filesystem(scheme)
+    try:
+        if not any(ch in path for ch in "*?["):
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.NotFound:
+                raise SourceError(f"{spec}: no such object", retryable=False)
+            if info.type != pafs.FileType.File:
+                raise SourceError(f"{spec}: is a prefix, not an object (use a glob like {spec.rstrip('/')}/*.csv)")
+            return [(spec, info.size)]
+        first = re.search(r"[*?\[]", path).start()
+        base = path[:first].rsplit("/", 1)[0]
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive="/" in path[first:] or "**" in path,
+                                                   allow_not_found=True))
+    except NebulaError:
+        raise
+    except OSError as e:
+        raise remote_error(spec, e, source=True, what="cannot list") from e
+    rx = re.compile(_glob_regex(path))
+    hits = sorted((url_of(scheme, i.path), i.size) for i in infos
+                  if i.type == pafs.FileType.File and rx.match(i.path) and not _hidden(i.path))
+    if not hits:
+        raise SourceError(f"{spec}: no object matches this pattern")
+    return hits
+
+
+def _hidden(path: str) -> bool:
+    """Staging areas, manifests and temporary objects (names starting with ``_`` or ``.``)."""
+    return any(p[:1] in ("_", ".") for p in path.split("/")[1:])
+
+
+def _glob_regex(pattern: str) -> str:
+    parts = re.split(r"(\*\*/?)", pattern)
+    out = ""
+    for p in parts:
+        if p in ("**", "**/"):
+            out += "(?:.*/)?" if p == "**/" else ".*"
+        else:
+            out += fnmatch.translate(p).replace(r"\Z", "").replace("(?s:", "(?:").replace(".*", "[^/]*")
+    return out + r"\Z"
+
+
+class RemoteReader(io.RawIOBase):
+    """``readinto`` over an object's input stream; failures become typed errors."""
+
+    def __init__(self, url: str) -> None:
+        fs, path = fs_and_path(url)
+        self.name = url
+        try:
+            self._f = fs.open_input_stream(path, compression=None)
+        except OSError as e:
+            raise remote_error(url, e, source=True, what="cannot open") from e
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        try:
+            return self._f.readinto(b)
+        except OSError as e:
+            raise remote_error(self.name, e, source=True, what="read failed") from e
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        finally:
+            super().close()
+
+
+# -- writing --------------------------------------------------------------------------------------
+class RemoteAtomicFile:
+    """An object written under a temporary key and copied onto its final key on :meth:`commit`
+    (``direct=True``: written to its key, for callers that stage and publish themselves).
+
+    S3 has no rename, and a pyarrow output stream *completes* its multipart upload when it is closed
+    or garbage-collected, so the multipart completion cannot serve as the commit point of a run that
+    may still abort. Instead the upload goes to ``<dir>/.<name>.nebula-tmp-<token>`` (dot-named:
+    Hive/Spark readers and our globs skip it; no directory marker is left when it is deleted): a process killed
+    mid-upload leaves only an incomplete (invisible) multipart upload; :meth:`commit` closes the stream
+    (completing the temporary object), copies it server-side onto the final key (the commit point:
+    one PUT-copy, atomic for readers), and deletes the temporary key. :meth:`discard` deletes it.
+    """
+
+    def __init__(self, url: str, *, compression: str | None = None, level: int | None = None,
+                 keep_existing: bool = False, direct: bool = False) -> None:
+        import secrets
+
+        self.path = url
+        self.fs, self.key = fs_and_path(url)
+        parent, _, name = self.key.rpartition("/")
+        self.direct = direct  # the caller stages: upload to the key itself, commit only completes it
+        self.temp_key = self.key if direct else f"{parent}/.{name}.nebula-tmp-{secrets.token_hex(6)}"
+        self.temp_path = url_of(split(url)[0], self.temp_key)
+        self._done = False
+        self._raw = None
+        self._stream = None
+        self.bytes = 0
+        try:
+            self._raw = self.fs.open_output_stream(self.temp_key, compression=None)
+            if keep_existing:
+                self._copy_existing()
+            if compression:
+                from ..connectors.destinations._atomic import _compressor
+
+                self._stream = _compressor(self._raw, compression, level)
+            else:
+                self._stream = self._raw
+        except OSError as e:
+            self._cleanup(delete=False)
+            raise remote_error(url, e, source=False, what="cannot write") from e
+
+    @property
+    def stream(self):
+        """The raw (uncompressed-by-us) output stream, for writers that encode themselves."""
+        return self._raw
+
+    def _copy_existing(self) -> None:
+        try:
+            src = self.fs.open_input_stream(self.key, compression=None)
+        except FileNotFoundError:
+            return
+        with src:
+            while True:
+                buf = src.read(8 << 20)
+                if not buf:
+                    break
+                self._raw.write(buf)
+
+    def write(self, data) -> int:
+        try:
+            self._stream.write(data)
+        except OSError as e:
+            raise remote_error(self.path, e, source=False, what="upload failed") from e
+        n = len(data) if not hasattr(data, "nbytes") else data.nbytes
+        self.bytes += n
+        return n
+
+    def finish(self) -> None:
+        """Complete the temporary object (no final key yet)."""
+        try:
+            if self._stream is not None and self._stream is not self._raw:
+                self._stream.close()
+            if self._raw is not None:
+                self._raw.close()
+        except OSError as e:
+            self._cleanup()
+            raise remote_error(self.path, e, source=False, what="upload failed") from e
+        self._stream = self._raw = None
+
+    def commit(self) -> None:
+        if self._done:
+            return
+        self.finish()
+        if self.direct:
+            self._done = True
+            return
+        try:
+            self.fs.copy_file(self.temp_key, self.key)
+        except OSError as e:
+            self._cleanup()
+            raise remote_error(self.path, e, source=False, what="cannot commit") from e
+        self._cleanup()
+
+    def discard(self) -> None:
+        self._cleanup()
+
+    def _cleanup(self, delete: bool = True) -> None:
+        if self._done:
+            return
+        self._done = True
+        for f in (self._stream, self._raw):
+            try:
+                if f is not None and not f.closed:
+                    f.close()  # pyarrow has no abort: the temp object is completed, then deleted
+            except Exception:  # noqa: BLE001 - discarding
+                pass
+        self._stream = self._raw = None
+        if delete:
+            try:
+                self.fs.delete_file(self.temp_key)
+            except Exception:  # noqa: BLE001 - best effort; the _staging prefix is never read
+                pass
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    fs, path = fs_and_path(url)
+    try:
+        with fs.open_output_stream(path, compression=None) as f:
+            f.write(data)
+    except OSError as e:
+        raise remote_error(url, e, source=False, what="cannot write") from e
+
+
+def read_bytes(url: str) -> bytes | None:
+    fs, path = fs_and_path(url)
+    try:
+        with fs.open_input_stream(path, compression=None) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise remote_error(url, e, source=False, what="cannot read") from e
