@@ -16,6 +16,8 @@ from .pipeline.runner import RunResult
 from .schema import Schema
 from .types import LogicalType, parse_type
 
+#: options of directory/prefix destinations (``out/orders/``, ``s3://b/orders/``), given flat like the CLI's
+_DEST_KEYS = ("partition_by", "max_rows_per_file", "max_file_size", "run_id")
 _SOURCE_KEYS = ("delimiter", "quote", "escape", "header", "names", "skip_rows", "comment", "null_values",
                 "quoted_null", "encoding", "block_size", "sample_bytes", "dictionary", "dictionary_max",
                 # JSON
@@ -112,6 +114,13 @@ class CopyOptions:
     @classmethod
     def build(cls, **opts) -> CopyOptions:
         src_opts = dict(opts.pop("source_options", None) or opts.pop("options", None) or {})
+        dest_opts = dict(opts.pop("dest_options", None) or {})
+        for k in _DEST_KEYS:
+            v = opts.pop(k, None)
+            if v is not None:
+                dest_opts[k] = v
+        if dest_opts:
+            opts["dest_options"] = dest_opts
         for k in _SOURCE_KEYS:
             if k in opts:
                 v = opts.pop(k)
@@ -159,6 +168,13 @@ def make_source(url, o: CopyOptions):
 def make_destination(url: str, o: CopyOptions):
     from .connectors.registry import resolve
 
+    if url.endswith(("/", os.sep)) or o.dest_options.get("partition_by"):
+        from .connectors.destinations.partitioned import PartitionedDestination
+
+        opts = dict(o.dest_options)
+        if o.dest_format:
+            opts.setdefault("format", o.dest_format)
+        return PartitionedDestination(url, options=opts)
     spec = resolve("destination", url, o.dest_format)
     cls = spec.load()
     return cls(url, options=dict(o.dest_options))
@@ -179,6 +195,9 @@ def copy(source, dest, **opts) -> RunResult:
     Destination object. Options as on the CLI: ``table``, ``mode``, ``key``, ``schema``,
     ``columns``, ``infer_schema``, ``on_error``, ``dead_letter``, ``max_rejected``, ``threads``,
     ``name``, ``state``, ``progress`` ("auto", "none", ...), and CSV options (``delimiter``, ...).
+    A ``dest`` ending in ``/`` (or with ``partition_by="country,date(ts)"``) is a directory or object
+    prefix of files: ``max_rows_per_file``, ``max_file_size``, ``run_id`` (rerunning one replaces its
+    files), ``dest_format`` (parquet by default).
     """
     from .connectors.base import Destination
     from .pipeline.deadletter import Rejects
@@ -223,7 +242,7 @@ def copy(source, dest, **opts) -> RunResult:
                               batch_rows=o.batch_rows, mode=mode, table=o.table or src.name, key=o.key,
                               rejects=rejects, max_rejected=o.max_rejected, progress=progress,
                               source_label=_label(source), dest_label=_label(dst.location() or dest))
-        result.run_id = run_id
+        result.run_id = getattr(dst, "run_id", None) or run_id
         result.destination = _label(dst.location() or dest)
         checkpoint = src.state()
         if checkpoint is not None and store is not None:

@@ -118,6 +118,13 @@ def copy_cmd(
     tables: Annotated[str | None, Opt(help="Tables to capture (CDC).")] = None,
     until_caught_up: Annotated[bool, Opt(help="Stop once caught up (CDC).")] = False,
     metrics_port: Annotated[int | None, Opt(help="Serve /metrics and /healthz on this port.")] = None,
+    partition_by: Annotated[str | None, Opt(help="Directory output: Hive partitions by these columns, "
+                                                 "e.g. country,date(ts).")] = None,
+    max_rows_per_file: Annotated[int | None, Opt(help="Directory output: start a new file after N rows.")] = None,
+    max_file_size: Annotated[str | None, Opt(help="Directory output: start a new file after about this size "
+                                                  "(128MB, 1GiB).")] = None,
+    run_id: Annotated[str | None, Opt(help="Directory output: the run id in file names; rerunning it replaces "
+                                           "its files.")] = None,
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Show progress.")] = True,
     as_json: Annotated[bool, Opt("--json", help="Print the run summary as one JSON object.")] = False,
     debug: Annotated[bool, Opt(help="Tracebacks on errors.")] = False,
@@ -146,7 +153,9 @@ def copy_cmd(
                       null_values=null_value or None, batch_rows=batch_rows, records_path=records_path,
                       contract=contract, cursor=cursor,
                       progress="auto" if progress and not as_json else "none",
-                      cdc=cdc or None, slot=slot, tables=tables, until_caught_up=until_caught_up or None)
+                      cdc=cdc or None, slot=slot, tables=tables, until_caught_up=until_caught_up or None,
+                      partition_by=partition_by, max_rows_per_file=max_rows_per_file, max_file_size=max_file_size,
+                      run_id=run_id)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
     _summary(result, as_json)

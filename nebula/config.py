@@ -126,6 +126,11 @@ with warnings.catch_warnings():
         slot: str | None = None
         tables: StrList | None = None
         metrics_port: int | None = Field(default=None, ge=1, le=65_535)
+        # directory / object-prefix destinations (``out/orders/``, ``s3://b/orders/``)
+        partition_by: StrList | None = None
+        max_rows_per_file: int | None = Field(default=None, ge=1)
+        max_file_size: int | str | None = None
+        run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+$")
 
         _base_dir: Path = PrivateAttr(default_factory=Path)
 
