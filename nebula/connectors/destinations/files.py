@@ -26,6 +26,7 @@ import numpy as np
 from ...errors import ConfigError, DestinationError, SchemaEvolutionError
 from ..base import Capabilities, Destination
 from ._atomic import (
+    COMPRESSIONS,
     AtomicFile,
     atomic_file,
     compression_from_path,
@@ -282,6 +283,9 @@ class _TextFileDestination(Destination):
         self.options = _options(options, self._allowed, self.path)
         comp = self.options.get("compression")
         self.compression = compression_from_path(self.path) if comp is None else (None if comp == "none" else comp)
+        if self.compression is not None and self.compression not in COMPRESSIONS:
+            raise ConfigError(f"{self.path}: unknown compression {self.compression!r}; "
+                              f"expected one of {', '.join(COMPRESSIONS)}, none")
         self.level = self.options.get("compression_level")
         self._file: AtomicFile | None = None
         self._encoder: TextEncoder | None = None
@@ -417,7 +421,7 @@ class ParquetDestination(Destination):
     Appending to a Parquet file would mean rewriting it, so ``append`` is a ConfigError.
 
     Options: ``compression`` (``zstd`` default, ``snappy``, ``gzip``, ``lz4``, ``brotli``,
-    ``none``), ``compression_level``, ``row_group_rows`` (default 1,000,000),
+    ``none``), ``compression_level``, ``row_group_rows`` (default 500,000: groups are encoded in parallel, ``encoders`` at a time),
     ``row_group_bytes`` (default 128 MiB).
     """
 
@@ -427,13 +431,13 @@ class ParquetDestination(Destination):
     def __init__(self, url_or_path: str, *, options: dict | None = None) -> None:
         self.path = target_path(url_or_path)
         self.options = _options(options, ("compression", "compression_level", "row_group_rows",
-                                          "row_group_bytes", "use_dictionary", "direct"), self.path)
+                                          "row_group_bytes", "use_dictionary", "direct", "encoders"), self.path)
         self.compression = str(self.options.get("compression", "zstd")).lower()
         if self.compression not in _PARQUET_CODECS:
             raise ConfigError(f"{self.path}: unknown Parquet compression {self.compression!r}; "
                               f"expected one of {', '.join(_PARQUET_CODECS)}")
         self.level = self.options.get("compression_level")
-        self.row_group_rows = int(self.options.get("row_group_rows", 1_000_000))
+        self.row_group_rows = int(self.options.get("row_group_rows", 500_000))
         self.row_group_bytes = int(self.options.get("row_group_bytes", 128 << 20))
         if self.row_group_rows <= 0 or self.row_group_bytes <= 0:
             raise ConfigError(f"{self.path}: row_group_rows and row_group_bytes must be positive")
@@ -443,14 +447,12 @@ class ParquetDestination(Destination):
         self._pending: list = []
         self._pending_rows = 0
         self._pending_bytes = 0
-        self._encoder = None
-        self._encoder_error: BaseException | None = None
         self._has_dictionary = False
+        self.encoders = int(self.options.get("encoders") or min(os.cpu_count() or 1, 4))
 
     def open(self, schema, *, mode: str = "replace", table: str | None = None, key: list[str] | None = None) -> None:
         _check_mode(mode, self.capabilities.modes, self.path)
         self._schema = schema
-        self._encoder_error = None
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         self._file = atomic_file(self.path, open_stream=False, direct=bool(self.options.get("direct")))
 
@@ -462,8 +464,6 @@ class ParquetDestination(Destination):
 
         target = schema.to_arrow()
         self._pending = [conform_to(rb, target) for rb in self._pending]
-        self._stop_encoder()
-        self._raise_encoder_error()
         self._schema = schema
         if self._writer is None:
             return
@@ -494,7 +494,6 @@ class ParquetDestination(Destination):
     def write(self, batch) -> int:
         if self._file is None:
             raise DestinationError(f"{self.path}: write() before open()")
-        self._raise_encoder_error()
         n = batch.length
         if n == 0:
             return 0
@@ -507,49 +506,14 @@ class ParquetDestination(Destination):
             self._flush()
         return nbytes
 
-    # Row groups are encoded by a background thread (Arrow releases the GIL), so parsing goes on
-    # while a row group is compressed. At most one row group waits in the queue: memory stays bounded.
+    # Row groups are encoded in parallel by the writer's encoder threads (Arrow releases the GIL) while
+    # parsing goes on; at most ``encoders + 1`` row groups are in flight, so memory stays bounded.
     def _flush(self) -> None:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         self._pending_rows = self._pending_bytes = 0
-        if self._encoder is None:
-            import queue
-            import threading
-
-            self._queue = queue.Queue(maxsize=1)
-            self._encoder = threading.Thread(target=self._encode_loop, name="nebula-parquet-encoder", daemon=True)
-            self._encoder.start()
-        while True:
-            self._raise_encoder_error()
-            try:
-                self._queue.put(pending, timeout=0.1)
-                return
-            except Exception:  # queue.Full: the encoder is busy; wait (backpressure)
-                continue
-
-    def _encode_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._encoder_error is not None:
-                continue
-            try:
-                self._write_tables(item)
-            except BaseException as e:  # noqa: BLE001 - re-raised in the writer thread
-                self._encoder_error = e
-
-    def _raise_encoder_error(self) -> None:
-        if self._encoder_error is not None:
-            raise self._encoder_error
-
-    def _stop_encoder(self) -> None:
-        if self._encoder is not None:
-            self._queue.put(None)
-            self._encoder.join()
-            self._encoder = None
+        self._write_tables(pending)
 
     def _write_tables(self, batches) -> None:
         import pyarrow as pa
@@ -570,7 +534,8 @@ class ParquetDestination(Destination):
 
     def _open_writer(self, arrow_schema, path: str | None = None) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
+
+        from ._parquet_parallel import ParallelParquetWriter
 
         self._has_dictionary = any(pa.types.is_dictionary(f.type) for f in arrow_schema)
         comp = None if self.compression == "none" else self.compression
@@ -579,9 +544,9 @@ class ParquetDestination(Destination):
             use_dict = [f.name for f in arrow_schema if pa.types.is_dictionary(f.type)] or False
         try:
             sink = path or (self._file.stream if is_remote(self.path) else self._file.temp_path)
-            self._writer = pq.ParquetWriter(sink, arrow_schema, compression=comp,
-                                            compression_level=self.level if comp else None,
-                                            use_dictionary=use_dict)
+            self._writer = ParallelParquetWriter(sink, arrow_schema, encoders=self.encoders, compression=comp,
+                                                 compression_level=self.level if comp else None,
+                                                 use_dictionary=use_dict)
         except OSError as e:
             raise destination_error(self.path, e) from e
 
@@ -590,8 +555,6 @@ class ParquetDestination(Destination):
             return
         try:
             self._flush()
-            self._stop_encoder()
-            self._raise_encoder_error()
             if self._writer is None:
                 self._open_writer(self._schema.to_arrow())
             self._writer.close()
@@ -604,14 +567,10 @@ class ParquetDestination(Destination):
 
     def abort(self) -> None:
         self._pending = []
-        try:
-            self._stop_encoder()
-        except BaseException:  # noqa: BLE001 - discarding anyway
-            pass
         if self._writer is not None:
             try:
-                self._writer.close()
-            except Exception:  # the file is being discarded
+                self._writer.abort()
+            except Exception:  # noqa: BLE001 - the file is being discarded
                 pass
             self._writer = None
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
