@@ -252,8 +252,11 @@ class RemoteAtomicFile:
             else:
                 self._stream = self._raw
         except OSError as e:
-            self._cleanup(delete=False)
+            self._cleanup(delete=self._raw is not None)
             raise remote_error(url, e, source=False, what="cannot write") from e
+        except BaseException:
+            self._cleanup()
+            raise
 
     @property
     def stream(self):
