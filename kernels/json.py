@@ -958,3 +958,34 @@ def infer_strings(buf, kinds, starts, ends, ns, col, n):
                     m |= 8
         mask &= m
     return mask, cnt
+
+
+# -- cutting JSON lines into chunks (reader thread) -------------------------------------------------
+@njit(nogil=True, cache=True)
+def cut_lines(buf, pos, end, max_lines):
+    """``(cut, n_lines)``: ``buf[pos:cut]`` holds whole lines -- up to the ``max_lines``-th newline
+    after ``pos``, else up to the last newline before ``end`` -- and ``n_lines`` newlines; ``cut``
+    is ``pos`` when there is none. A raw newline never occurs inside a valid JSON value, so each
+    piece can be tokenized on its own (in parallel)."""
+    n = 0
+    p = pos
+    step = 4096
+    while p + step <= end:
+        c = 0
+        for i in range(p, p + step):
+            if buf[i] == 10:
+                c += 1
+        if n + c >= max_lines:
+            break
+        n += c
+        p += step
+    while p < end:
+        if buf[p] == 10:
+            n += 1
+            if n >= max_lines:
+                return p + 1, n
+        p += 1
+    q = end - 1
+    while q >= pos and buf[q] != 10:
+        q -= 1
+    return q + 1, n

@@ -281,3 +281,36 @@ def test_cli_copy_jsonl_to_parquet_and_sqlite(tmp_path, orders):
     bad = write(tmp_path, b'{"a": 1}\n{"a": }\n')
     r = subprocess.run([*NEBULA, "copy", bad, str(tmp_path / "b.parquet")], capture_output=True, text=True)
     assert r.returncode == 1 and "line 2" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# -- JSON lines tokenized by the workers (chunks of whole lines, schema decided in input order) ---------
+def test_parallel_chunks_equal_one_thread_and_keep_input_order(orders):
+    a = nebula.read_json(orders[0], batch_rows=50, block_size=4096, threads=2)
+    b = nebula.read_json(orders[0], batch_rows=3000, threads=1)
+    assert a.equals(b)
+
+
+def test_key_null_first_then_values_in_later_chunks(tmp_path):
+    recs = [{"id": i} for i in range(40)] + [{"id": 40, "x": None}] + [{"id": i} for i in range(41, 60)]
+    recs += [{"id": 60, "x": "late"}, {"id": 61, "y": {"z": 1}}] + [{"id": i, "x": None} for i in range(62, 90)]
+    p = write(tmp_path, lines(*recs))
+    t = nebula.read_json(p, batch_rows=8, threads=2)
+    assert t.column_names == ["id", "x", "y__z"]
+    rows = t.to_pylist()
+    assert [r["id"] for r in rows] == list(range(90))
+    assert rows[60]["x"] == "late" and rows[61]["y__z"] == 1 and rows[40]["x"] is None
+
+
+def test_errors_in_late_chunks_keep_line_and_offset(tmp_path):
+    good = [json.dumps({"a": i, "b": "x" * (i % 7)}).encode() + b"\n" for i in range(500)]
+    data = b"".join(good[:300]) + b'{"a": 1,}\n' + b"".join(good[300:]) + b'{"a": "\n'
+    p = write(tmp_path, data)
+    with pytest.raises(ParseError, match="trailing comma") as e:
+        nebula.read_json(p, batch_rows=7, block_size=1024, threads=2)
+    assert e.value.line == 301 and e.value.offset == len(b"".join(good[:300])) + 8
+    dl = tmp_path / "dl.jsonl"
+    t = nebula.read_json(p, batch_rows=7, block_size=1024, threads=2, on_error="dead-letter", dead_letter=str(dl))
+    assert t.column("a").to_pylist() == list(range(500))
+    rej = sorted((json.loads(x) for x in dl.read_text().splitlines()), key=lambda r: r["line"])
+    assert [r["line"] for r in rej] == [301, 502]
+    assert rej[0]["offset"] == len(b"".join(good[:300])) + 8

@@ -17,6 +17,8 @@ from ...errors import ParseError, TypeCoercionError
 from ..base import ParseStats
 
 _local = threading.local()
+_NO_KINDS = np.zeros(1, dtype=np.uint8)  # with ns = 0 every row reads kind missing
+_NO_SPANS = np.zeros(1, dtype=np.int64)
 
 
 def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +71,11 @@ def parse_spans(src, tok, batch, rejects) -> ParseStats:
         row_err, slow = _scratch(m)
         err_col = None
         for j, f in enumerate(schema):
-            first = _parse_column(buf, kinds, starts, ends, ns, j, f, batch.columns[j], m, row_err, slow, stop)
+            if j < ns:
+                first = _parse_column(buf, kinds, starts, ends, ns, j, f, batch.columns[j], m, row_err, slow, stop)
+            else:  # a column added after this chunk was tokenized: no values here
+                first = _parse_column(buf, _NO_KINDS, _NO_SPANS, _NO_SPANS, 0, 0, f, batch.columns[j], m, row_err,
+                                      slow, stop)
             if first >= 0:
                 if stop:
                     raise _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, first, j, f)

@@ -31,6 +31,7 @@ valid element that is not an object is still rejected alone).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -189,6 +190,15 @@ class _Spans:
         self.path = ""
         self.schema: Schema | None = None
         self.extra_rejects: list[dict] = []
+        self.raw = False
+        self.seq = -1
+        self.pos = self.end = 0
+        self.line0 = 1
+
+    def grow_rejects(self) -> None:
+        cap = self.rej_start.shape[0] * 2
+        for name in ("rej_start", "rej_end", "rej_code", "rej_pos", "rej_line"):
+            setattr(self, name, np.empty(cap, dtype=np.int64))
 
     def ensure(self, ns: int) -> None:
         """Room for ``ns`` columns per row (reallocates when the column count grew)."""
@@ -267,6 +277,14 @@ class _KeyTree:
         return (self.parent, self.koff, self.kdata, self.col, self.first, self.next, self.seen, self.htab, self.meta)
 
 
+@dataclass
+class _ThreadState:
+    """A thread's own key tree and kernel stacks (trees are not shared: lookups write into them)."""
+
+    tree: _KeyTree
+    stacks: tuple
+
+
 class _Stop(Exception):
     """The reader hit a fatal syntax error (raised as ParseError by the caller)."""
 
@@ -307,7 +325,10 @@ class JsonSource(Source):
             self._bytes_total = sum(input_size(p) for p in self.paths)
         except OSError:
             self._bytes_total = None
-        self._tree = _KeyTree()
+        self._local = threading.local()
+        self._turn_cv = threading.Condition()
+        self._seq = self._turn = 0
+        self._broken: BaseException | None = None
         self._slots: list[str] = []
         self._slot_index: dict[str, int] = {}
         self._pinned: set[str] = set()
@@ -344,6 +365,7 @@ class JsonSource(Source):
             gen = self._read_file(path)
             try:
                 for tok in gen:
+                    self._prepare(tok)
                     if tok.n_rows:
                         return tok
                     self.release(tok)
@@ -396,6 +418,7 @@ class JsonSource(Source):
         return self._schema
 
     def chunk_schema(self, chunk) -> Schema:
+        self._prepare(chunk)  # JSON lines: the structural pass runs here, on the worker thread
         return chunk.schema or self.schema
 
     @property
@@ -414,29 +437,40 @@ class JsonSource(Source):
             self._slot_index[name] = j
         return j
 
-    def _assign_columns(self) -> bool:
-        """Give columns to the nodes that got values; True when a column was added."""
+    def _assign_columns(self, t: _KeyTree, ordered: bool) -> tuple[bool, bool]:
+        """Give columns to the nodes of ``t`` that got values: ``(a node got a column, a node waits)``.
+
+        A name that already has a column takes it on any thread; a new name gets one only in input
+        order (``ordered``: the sample, the reader of an array, or a worker's turn).
+        """
         from ...kernels import json as kj
 
-        t = self._tree
         n = t.n
-        new = np.flatnonzero((t.col[:n] == kj.COL_NONE) & (t.seen[:n] != 0))
-        added = False
+        col, seen = t.col[:n], t.seen[:n]
+        new = np.flatnonzero(((col == kj.COL_NONE) & (seen != 0)) | ((col == kj.COL_NULLS) & (seen & 1 != 0)))
+        added = waits = False
         for k in new:
             k = int(k)
             if k == 0:
                 continue
-            if t.seen[k] & 1 or self._sampling:
-                before = len(self._slots)
-                t.col[k] = self._add_slot(t.name(k, self.opts.separator))
+            name = t.name(k, self.opts.separator)
+            j = self._slot_index.get(name)
+            if j is None and not ordered:
+                waits = True
+                continue
+            if j is not None or t.seen[k] & 1 or self._sampling:
+                t.col[k] = j if j is not None else self._add_slot(name)
                 added = True
-                _ = before
             else:
                 t.col[k] = kj.COL_NULLS
-        return added
+        return added, waits
 
     # -- reading ----------------------------------------------------------------------------------------
     def read(self) -> Iterator[_Spans]:
+        self.bytes_read = 0
+        with self._turn_cv:
+            self._seq = self._turn = 0
+            self._broken = None
         for path in self.paths:
             yield from self._read_file(path)
 
@@ -510,25 +544,29 @@ class JsonSource(Source):
                     pos, mode = p + 1, kj.ARRAY
                 else:
                     mode = kj.LINES
+                if mode == kj.LINES:
+                    b, block = block, None
+                    yield from self._cut_lines(f, b, pos, eof, line, path)
+                    return
                 state = 0
+                ts = self._thread_state()
                 while True:
                     tok = self._chunks.acquire()
                     tok.ensure(max(len(self._slots), 1))
                     while True:
                         r = kj.tokenize(block.buf, pos, block.n, eof, mode, state, line, tok.rows,
-                                        self.opts.max_depth, self.opts.on_error != "fail", *self._tree.args(),
+                                        self.opts.max_depth, self.opts.on_error != "fail", *ts.tree.args(),
                                         tok.ns, tok.kinds, tok.starts, tok.ends, tok.colmask, tok.row_start,
                                         tok.row_end, tok.row_line, tok.rej_start, tok.rej_end, tok.rej_code,
-                                        tok.rej_pos, tok.rej_line, self._stk, self._nstk, self._pstk, self._astk,
-                                        self._pending, self._tree.kscratch)
+                                        tok.rej_pos, tok.rej_line, *ts.stacks, ts.tree.kscratch)
                         n, nrej, nxt, nline, nstate, status, code, epos, eline, rec = (int(x) for x in r)
-                        if self._tree.meta[kj.M_NEED]:
-                            self._tree.meta[kj.M_NEED] = 0
-                            if self._assign_columns():
+                        if ts.tree.meta[kj.M_NEED]:
+                            ts.tree.meta[kj.M_NEED] = 0
+                            if self._assign_columns(ts.tree, True)[0]:
                                 tok.ensure(len(self._slots))
                                 continue
                         if status == kj.TABLE_FULL and n == 0 and nrej == 0:
-                            self._tree.grow()
+                            ts.tree.grow()
                             continue
                         break
                     if status == kj.ERROR:
@@ -538,11 +576,24 @@ class JsonSource(Source):
                         tok.n_rows, tok.n_rej = n, nrej
                         tok.block, tok.path = block, path
                         tok.extra_rejects = []
-                        if not self._sampling:
-                            self._check_schema(tok)
-                        tok.schema = self._schema
+                        tok.raw = False
                         block.retain()
                         self.bytes_read += nxt - pos
+                        if self._sampling:
+                            tok.schema = self._schema
+                        else:  # decided here, in input order (also after the chunks of earlier JSON lines files)
+                            seq = self._next_seq()
+                            self._wait_turn(seq)
+                            try:
+                                self._check_schema(tok)
+                                tok.schema = self._schema
+                            except BaseException as e:
+                                self._end_turn(seq, e)
+                                block.drop()
+                                tok.block = None
+                                self._chunks.release(tok)
+                                raise
+                            self._end_turn(seq)
                         yield tok
                     else:
                         self._chunks.release(tok)
@@ -556,7 +607,146 @@ class JsonSource(Source):
                 if mode == kj.ARRAY:
                     self._finish_document(f, block, pos, eof, levels, line, path)
             finally:
-                block.drop()
+                if block is not None:
+                    block.drop()
+
+    def _cut_lines(self, f, block, pos, eof, line, path) -> Iterator[_Spans]:
+        """JSON lines: chunks of whole lines (at most ``batch_rows``), tokenized later by the workers."""
+        from ...kernels import json as kj
+
+        maxl = self.opts.batch_rows
+        try:
+            while True:
+                if pos >= block.n:
+                    if eof:
+                        return
+                    block, eof = self._refill(f, block, pos)
+                    pos = 0
+                    continue
+                cut, nl = (int(x) for x in kj.cut_lines(block.buf, pos, block.n, maxl))
+                if eof and nl < maxl:
+                    cut = block.n
+                if cut == pos:  # no whole line here: read more (the block grows for a long line)
+                    block, eof = self._refill(f, block, pos)
+                    pos = 0
+                    continue
+                tok = self._chunks.acquire()
+                tok.raw = True
+                tok.block, tok.path = block, path
+                tok.pos, tok.end, tok.line0 = pos, cut, line
+                tok.n_rows = tok.n_rej = 0
+                tok.extra_rejects = []
+                tok.schema = None
+                tok.seq = -1 if self._sampling else self._next_seq()
+                block.retain()
+                self.bytes_read += cut - pos
+                yield tok
+                pos, line = cut, line + nl
+        finally:
+            block.drop()
+
+    # -- the ordered schema decision of chunks tokenized in parallel ---------------------------------
+    def _thread_state(self):
+        ts = getattr(self._local, "ts", None)
+        if ts is None:
+            d = self.opts.max_depth + 1
+            ts = _ThreadState(_KeyTree(), (np.zeros(d, dtype=np.uint8), np.zeros(d, dtype=np.int32),
+                                           np.zeros(d, dtype=np.int32), np.zeros(d, dtype=np.int64),
+                                           np.zeros(4096, dtype=np.int64)))
+            self._local.ts = ts
+        return ts
+
+    def _next_seq(self) -> int:
+        seq = self._seq
+        self._seq += 1
+        return seq
+
+    def _wait_turn(self, seq: int) -> None:
+        with self._turn_cv:
+            while self._turn != seq and self._broken is None:
+                self._turn_cv.wait(0.1)
+            if self._broken is not None:
+                raise self._broken
+
+    def _end_turn(self, seq: int, exc: BaseException | None = None) -> None:
+        with self._turn_cv:
+            if exc is not None:
+                if self._broken is None:
+                    self._broken = exc
+            elif self._turn == seq:
+                self._turn = seq + 1
+            self._turn_cv.notify_all()
+
+    def _tokenize_lines(self, tok: _Spans, ts, ordered: bool) -> tuple:
+        """Run the structural kernel over a raw chunk of whole lines with this thread's key tree."""
+        from ...kernels import json as kj
+
+        tree = ts.tree
+        while True:
+            tok.ensure(max(len(self._slots), 1))
+            r = kj.tokenize(tok.block.buf, tok.pos, tok.end, True, kj.LINES, 0, tok.line0, tok.rows,
+                            self.opts.max_depth, self.opts.on_error != "fail", *tree.args(), tok.ns, tok.kinds,
+                            tok.starts, tok.ends, tok.colmask, tok.row_start, tok.row_end, tok.row_line,
+                            tok.rej_start, tok.rej_end, tok.rej_code, tok.rej_pos, tok.rej_line, *ts.stacks,
+                            tree.kscratch)
+            n, nrej, nxt, nline, nstate, status, code, epos, eline, rec = (int(x) for x in r)
+            unresolved = False
+            if tree.meta[kj.M_NEED]:
+                tree.meta[kj.M_NEED] = 0
+                added, unresolved = self._assign_columns(tree, ordered)
+                if added:
+                    continue
+            if status == kj.TABLE_FULL:
+                tree.grow()
+                continue
+            if status == kj.FULL:  # more rejected lines than the list holds
+                if nrej < tok.rej_start.shape[0]:  # pragma: no cover - a chunk never has more lines than rows
+                    raise AssertionError("a chunk of JSON lines holds more records than its rows")
+                tok.grow_rejects()
+                continue
+            tok.n_rows, tok.n_rej = n, nrej
+            return status, code, epos, eline, unresolved
+
+    def _prepare(self, tok: _Spans) -> None:
+        """Tokenize a raw chunk (in parallel), then decide its schema in input order."""
+        from ...kernels import json as kj
+
+        if not tok.raw:
+            return
+        ts = self._thread_state()
+        seq = tok.seq
+        if seq < 0:  # the sample: on the opening thread, nothing to wait for
+            status, code, epos, eline, _ = self._tokenize_lines(tok, ts, True)
+            tok.raw = False
+            if status == kj.ERROR:
+                raise self._syntax_error(tok.path, tok.block, code, epos, eline)
+            tok.schema = self._schema
+            return
+        try:
+            status, code, epos, eline, unresolved = self._tokenize_lines(tok, ts, False)
+            self._wait_turn(seq)
+        except BaseException as e:
+            self._end_turn(seq, e)
+            raise
+        try:
+            if unresolved or self._unassigned(ts.tree):
+                status, code, epos, eline, _ = self._tokenize_lines(tok, ts, True)
+            if status == kj.ERROR:
+                raise self._syntax_error(tok.path, tok.block, code, epos, eline)
+            tok.raw = False
+            self._check_schema(tok)
+            tok.schema = self._schema
+        except BaseException as e:
+            self._end_turn(seq, e)
+            raise
+        self._end_turn(seq)
+
+    def _unassigned(self, tree) -> bool:
+        """Whether a node of ``tree`` that got values waits for a column (a name new to every tree)."""
+        from ...kernels import json as kj
+
+        n = tree.n
+        return bool(np.any((tree.col[:n] == kj.COL_NONE) & (tree.seen[:n] != 0)))
 
     def _finish_document(self, f, block, pos, eof, levels, line, path) -> None:
         """After the records array: the enclosing objects' other members, then only blanks."""
@@ -788,6 +978,7 @@ class JsonSource(Source):
     def parse(self, tok: _Spans, batch, rejects: RejectSink) -> ParseStats:
         from ._json_parse import parse_spans
 
+        self._prepare(tok)
         return parse_spans(self, tok, batch, rejects)
 
     def release(self, chunk) -> None:
@@ -799,6 +990,9 @@ class JsonSource(Source):
         self._chunks.release(chunk)
 
     def close(self) -> None:
+        cv = getattr(self, "_turn_cv", None)
+        if cv is not None:
+            self._end_turn(-1, SourceError("the JSON source was closed"))
         for p in (getattr(self, "_blocks", None), getattr(self, "_chunks", None)):
             if p is not None:
                 p.close()
