@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml scripts/ensure-system.sh
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m compileall -q nebula kernels
 	$(BIN)/python -m nebula.warmup
 	@touch $(STAMP)
 
