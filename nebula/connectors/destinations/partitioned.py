@@ -189,6 +189,19 @@ class _Store:
             return remote_error(self.url(rel), e, source=False, what=what)
         return DestinationError(f"{self.url(rel)}: {what}: {getattr(e, 'strerror', None) or e}", retryable=False)
 
+    def each(self, fn, items) -> None:
+        """``fn`` over ``items``; on an object store 16 at a time (each call is a round trip)."""
+        items = list(items)
+        if not self.remote or len(items) < 2:
+            for it in items:
+                fn(it)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(16, len(items)), thread_name_prefix="nebula-publish") as ex:
+            for _ in ex.map(fn, items):
+                pass
+
     def move(self, src: str, dst: str) -> None:
         try:
             if self.remote:
@@ -417,6 +430,9 @@ class PartitionedDestination(Destination):
                 else:
                     self._files.move_to_end(pdir)
                 take = m - done if self.max_rows is None else min(m - done, self.max_rows - f.rows)
+                if self.max_bytes is not None:  # rows that fit, at the file's (or the batch's) bytes per row
+                    per_row = f.bytes / f.rows if f.rows else max(1.0, batch.nbytes / n)
+                    take = min(take, max(1, int((self.max_bytes - f.bytes) / per_row) + 1))
                 if rows is None and take == m:
                     piece = batch  # no keys: the batch itself (destinations copy what they keep)
                 else:
@@ -455,8 +471,8 @@ class PartitionedDestination(Destination):
             while self._files:
                 self._finish(next(iter(self._files)))
             old = self._manifest() or {}
-            for f in self._done:  # publish: every file is complete in staging
-                self.store.move(f"{self.staging}/{f['path']}", f["path"])
+            self.store.each(lambda f: self.store.move(f"{self.staging}/{f['path']}", f["path"]),
+                            self._done)  # publish: every file is complete in staging
             for f in self._done:
                 f["run_id"] = self.run_id
             keep = [f for f in old.get("files", []) if f.get("run_id") != self.run_id] if self.mode == "append" else []
@@ -474,6 +490,7 @@ class PartitionedDestination(Destination):
             self.store.write_atomic(MANIFEST, json.dumps(manifest, indent=1).encode())
             listed = {f["path"] for f in files}
             prefix = f"part-{self.run_id}-"
+            stale = []
             for rel in self.store.list_files():
                 if rel == MANIFEST or rel.startswith(STAGING + "/") or rel in listed:
                     continue
@@ -481,7 +498,8 @@ class PartitionedDestination(Destination):
                 if base.startswith((".", "_")):
                     continue
                 if self.mode == "replace" or base.startswith(prefix):
-                    self.store.delete(rel)
+                    stale.append(rel)
+            self.store.each(self.store.delete, stale)
             self.store.delete_tree(self.staging)
             self.store.remove_empty_dirs()
         except BaseException:
