@@ -1,0 +1,195 @@
+"""Object-store failures: missing bucket, wrong credentials, access denied, a network drop mid-upload
+(retried, through a loopback proxy this test starts and stops), an unreachable endpoint."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+import nebula
+from nebula.errors import ConnectionFailed, DestinationError, SourceError
+
+from ._data import orders_csv
+from .conftest import _tool, free_port, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def local_csv(tmp_path_factory):
+    p = tmp_path_factory.mktemp("in") / "orders.csv"
+    p.write_bytes(orders_csv())
+    return p
+
+
+def test_missing_bucket(s3, local_csv):
+    with pytest.raises(DestinationError, match="bucket 'nb-missing-bucket' does not exist") as e:
+        nebula.copy(str(local_csv), "s3://nb-missing-bucket/x.csv")
+    assert e.value.retryable is False
+    with pytest.raises(SourceError) as e:
+        nebula.read_csv("s3://nb-missing-bucket/x.csv")
+    assert e.value.retryable is False
+    with pytest.raises(DestinationError, match="does not exist"):
+        nebula.copy(str(local_csv), "s3://nb-missing-bucket/dir/", partition_by="country")
+
+
+def test_missing_bucket_gcs(gs, local_csv):
+    with pytest.raises(DestinationError) as e:
+        nebula.copy(str(local_csv), "gs://nb-missing-bucket/x.parquet")
+    assert e.value.retryable is False
+
+
+@pytest.fixture(scope="module")
+def iam_s3(tmp_path_factory):
+    """A moto server that checks signatures and IAM policies: a user allowed only on ``nb-allowed``."""
+    import boto3
+
+    port = free_port()
+    proc = start_server([_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)], port, "moto_server_iam",
+                        tmp_path_factory.mktemp("moto_iam"), env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    ep = f"http://127.0.0.1:{port}"
+    iam = boto3.client("iam", endpoint_url=ep, region_name="us-east-1", aws_access_key_id="x",
+                       aws_secret_access_key="x")
+    iam.create_user(UserName="nebula")
+    key = iam.create_access_key(UserName="nebula")["AccessKey"]
+    iam.put_user_policy(UserName="nebula", PolicyName="p", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["s3:*"], "Resource": ["arn:aws:s3:::nb-allowed", "arn:aws:s3:::nb-allowed/*"]},
+            {"Effect": "Allow", "Action": ["s3:CreateBucket"], "Resource": ["*"]}]}))
+    user = boto3.client("s3", endpoint_url=ep, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
+                        aws_secret_access_key=key["SecretAccessKey"])
+    user.create_bucket(Bucket="nb-allowed")
+    user.create_bucket(Bucket="nb-denied")
+    yield ep, key["AccessKeyId"], key["SecretAccessKey"]
+    stop_server(proc)
+
+
+def _creds(monkeypatch, ep, ak, sk):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", ep)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ak)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", sk)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("NEBULA_FS_RETRIES", "2")
+
+
+def test_credentials_and_access(iam_s3, local_csv, monkeypatch):
+    ep, ak, sk = iam_s3
+    _creds(monkeypatch, ep, ak, sk)
+    assert nebula.copy(str(local_csv), "s3://nb-allowed/x.csv").rows_written == 500
+    assert nebula.read_csv("s3://nb-allowed/x.csv").num_rows == 500
+    with pytest.raises(DestinationError, match="access denied") as e:
+        nebula.copy(str(local_csv), "s3://nb-denied/x.csv")
+    assert e.value.retryable is False
+    for bad_ak, bad_sk in ((ak, "wrong-secret"), ("AKIAWRONGWRONGWRONG0", sk)):
+        _creds(monkeypatch, ep, bad_ak, bad_sk)
+        with pytest.raises(DestinationError, match="access denied") as e:
+            nebula.copy(str(local_csv), "s3://nb-allowed/y.csv")
+        assert e.value.retryable is False
+        assert bad_sk not in str(e.value)
+        with pytest.raises(SourceError, match="access denied"):
+            nebula.read_csv("s3://nb-allowed/x.csv")
+
+
+class DroppingProxy:
+    """A loopback TCP proxy that cuts every open connection once ``drop_after`` bytes went upstream."""
+
+    def __init__(self, upstream_port: int, drop_after: int | None = None) -> None:
+        self.upstream = upstream_port
+        self.drop_after = drop_after
+        self.sent = 0
+        self.drops = 0
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self.running:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.upstream))
+            with self.lock:
+                self.conns += [c, u]
+            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket, upstream: bool) -> None:
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+                if upstream:
+                    with self.lock:
+                        self.sent += len(data)
+                        cut = self.drop_after is not None and self.sent >= self.drop_after
+                        if cut:
+                            self.drop_after = None
+                            self.drops += 1
+                    if cut:
+                        self._cut_all()
+                        return
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def _cut_all(self) -> None:
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self.running = False
+        self.srv.close()
+        self._cut_all()
+
+
+def test_network_drop_mid_upload_is_retried(s3, moto_endpoint, tmp_path, monkeypatch):
+    big = tmp_path / "big.csv"
+    big.write_bytes(orders_csv(120_000))  # ~6 MB of CSV: a multipart upload
+    proxy = DroppingProxy(int(moto_endpoint.rsplit(":", 1)[1]), drop_after=2_000_000)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("NEBULA_FS_RETRIES", "5")
+        r = nebula.copy(str(big), s3.url("net/big.csv"))
+        assert proxy.drops == 1
+    finally:
+        proxy.stop()
+    assert r.rows_written == 120_000
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    back = nebula.read_csv(s3.url("net/big.csv"))
+    assert back.num_rows == 120_000
+    assert back.column("id").to_pylist() == list(range(120_000))
+
+
+def test_unreachable_endpoint_is_retryable(tmp_path, local_csv, monkeypatch):
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("NEBULA_FS_RETRIES", "1")
+    with pytest.raises(ConnectionFailed) as e:
+        nebula.copy(str(local_csv), "s3://nb-any/x.csv")
+    assert e.value.retryable is True
+    with pytest.raises(ConnectionFailed):
+        nebula.read_csv("s3://nb-any/x.csv")
