@@ -311,6 +311,7 @@ class MysqlSource(Source):
         self._queue: queue.Queue = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self._done = False
+        self._scanned: tuple = (0, 0)  # how far the reader has read, between transactions
 
     # -- ChangeSource protocol ----------------------------------------------------------------------------
     def resume(self, state: dict | None, table_states: dict | None = None) -> None:
@@ -500,6 +501,8 @@ class MysqlSource(Source):
         deadline = time.monotonic() + max_seconds
         caught = _order(self._pos) >= self._target
         while not stop.is_set() and changes < max_changes:
+            if not caught and self._queue.empty() and self._scanned >= self._target:
+                caught = True  # the reader passed the target between transactions, all of them drained
             if caught and self._queue.empty():
                 break
             left = deadline - time.monotonic()
@@ -508,6 +511,8 @@ class MysqlSource(Source):
             try:
                 item = self._queue.get(timeout=min(0.1, left))
             except queue.Empty:
+                if not self._reader.is_alive() and self._queue.empty():
+                    raise SourceError(f"{self.label}: the binlog reader stopped") from None
                 continue
             if isinstance(item, BaseException):
                 raise item
@@ -566,7 +571,9 @@ class MysqlSource(Source):
                         return
                     pos = dict(tx.pos)
                     failures = 0
-                return
+                if self._stop.is_set():
+                    return
+                raise _StreamLost(0, "the server ended the binlog stream")
             except _StreamLost as e:
                 if e.code == _PURGED:
                     self._put(SourceError(self._purged_message(f"{pos.get('gtid') or ''} {pos['file']}:{pos['pos']}")))
@@ -595,7 +602,7 @@ class MysqlSource(Source):
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
         a = self.conn_args
-        settings = {"host": a["host"], "port": a["port"], "user": a["user"], "passwd": a["password"],
+        settings = {"host": a["host"], "port": a["port"], "user": a["user"], "password": a["password"],
                     "connect_timeout": self.timeout, "read_timeout": 30}
         by_gtid = self._mariadb and bool(pos.get("gtid"))
         kw = dict(auto_position=pos["gtid"], is_mariadb=True) if by_gtid else dict(
@@ -617,8 +624,12 @@ class MysqlSource(Source):
                     return
                 if isinstance(ev, RotateEvent):
                     file = ev.next_binlog
+                    if not in_txn and not segs:
+                        self._scanned = _order({"file": file, "pos": ev.position})
                     continue
-                if isinstance(ev, HeartbeatLogEvent):
+                if isinstance(ev, HeartbeatLogEvent):  # idle: the server is at this position
+                    if not in_txn and not segs and gtid is None:
+                        self._scanned = _order({"file": ev.ident or file, "pos": ev.packet.log_pos})
                     continue
                 end = ev.packet.log_pos
                 if isinstance(ev, MariadbGtidEvent | GtidEvent):
@@ -807,7 +818,7 @@ class _SnapshotPart(_Part):
             elif c.kind == "bit":
                 q = f"{q} + 0"
             elif c.kind == "time":
-                q = f"TIME_TO_SEC({q}) * 1000000 + MICROSECOND({q}) * IF({q} < 0, -1, 1)"
+                q = f"CAST(TIME_TO_SEC({q}) * 1000000 AS SIGNED)"
             elif c.kind in ("json", "set", "enum", "bigdecimal"):
                 q = f"CAST({q} AS CHAR)"
             exprs.append(q)
