@@ -989,3 +989,82 @@ def cut_lines(buf, pos, end, max_lines):
     while q >= pos and buf[q] != 10:
         q -= 1
     return q + 1, n
+
+
+# -- dictionary-encoded text columns (worker threads) --------------------------------------------------
+@njit(inline="always")
+def _dict_find(src, s, e, table, mask, dict_offsets, dict_data):
+    h = _FNV_OFFSET
+    for p in range(s, e):
+        h = (h ^ np.uint64(src[p])) * _FNV_PRIME
+    slot = (h ^ (h >> np.uint64(29))) & mask
+    ln = e - s
+    while True:
+        k = table[slot]
+        if k < 0:
+            return -1, slot
+        a = dict_offsets[k]
+        if dict_offsets[k + 1] - a == ln:
+            same = True
+            for t in range(ln):
+                if dict_data[a + t] != src[s + t]:
+                    same = False
+                    break
+            if same:
+                return k, slot
+        slot = (slot + np.uint64(1)) & mask
+
+
+@njit(nogil=True, cache=True)
+def extract_dict(buf, kinds, starts, ends, ns, col, n, table, dict_offsets, dict_data, max_entries, out_codes,
+                 out_validity):
+    """JSON strings of column ``col`` (escapes decoded) as int32 codes into a dictionary.
+
+    ``table`` (int32, power-of-two length >= 2 * ``max_entries``) is cleared here; entries go to
+    ``dict_offsets`` (int32) / ``dict_data``. Returns ``(null_count, n_entries, status)``; status 1
+    when the dictionary would exceed ``max_entries`` or ``dict_data``, or a value is not a string
+    (the caller then writes plain text): the outputs are incomplete.
+    """
+    table[:] = -1
+    mask = np.uint64(table.shape[0] - 1)
+    cap = dict_data.shape[0]
+    nulls = 0
+    n_entries = 0
+    used = 0
+    dict_offsets[0] = 0
+    for r in range(n):
+        i = r * ns + col
+        k = kinds[i]
+        out_codes[r] = 0
+        if k <= K_NULL:
+            nulls += 1
+            continue
+        s = starts[i]
+        e = ends[i]
+        if k == K_STR:
+            code, slot = _dict_find(buf, s, e, table, mask, dict_offsets, dict_data)
+            ln = e - s
+            if code < 0:
+                if n_entries >= max_entries or used + ln > cap:
+                    return nulls, n_entries, 1
+                for t in range(ln):
+                    dict_data[used + t] = buf[s + t]
+        elif k == K_STRESC:
+            if used + (e - s) > cap:
+                return nulls, n_entries, 1
+            w = decode_string_into(buf, s, e, dict_data, used)
+            code, slot = _dict_find(dict_data, used, w, table, mask, dict_offsets, dict_data)
+            ln = w - used
+            if code < 0 and n_entries >= max_entries:
+                return nulls, n_entries, 1
+        else:
+            return nulls, n_entries, 1
+        if code < 0:
+            used += ln
+            code = n_entries
+            dict_offsets[n_entries + 1] = used
+            table[slot] = code
+            n_entries += 1
+        out_codes[r] = code
+        _set_bit(out_validity, r)
+    return nulls, n_entries, 0

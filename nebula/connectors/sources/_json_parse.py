@@ -66,16 +66,18 @@ def parse_spans(src, tok, batch, rejects) -> ParseStats:
     lines, offs = tok.row_line[:n], tok.row_start[:n]
     row_start, row_end = tok.row_start[:n], tok.row_end[:n]
     stop = src.opts.on_error == "fail"
+    dmax = src.opts.dictionary_max
     m = n
     while True:
         row_err, slow = _scratch(m)
         err_col = None
         for j, f in enumerate(schema):
             if j < ns:
-                first = _parse_column(buf, kinds, starts, ends, ns, j, f, batch.columns[j], m, row_err, slow, stop)
+                first = _parse_column(buf, kinds, starts, ends, ns, j, f, batch.columns[j], m, row_err, slow, stop,
+                                      dmax)
             else:  # a column added after this chunk was tokenized: no values here
                 first = _parse_column(buf, _NO_KINDS, _NO_SPANS, _NO_SPANS, 0, 0, f, batch.columns[j], m, row_err,
-                                      slow, stop)
+                                      slow, stop, dmax)
             if first >= 0:
                 if stop:
                     raise _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, first, j, f)
@@ -118,14 +120,53 @@ def _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, r, j, f
     return TypeCoercionError(reason, path=tok.path, line=int(lines[r]), column=f.name, offset=base + s, raw=raw)
 
 
-def _parse_column(buf, kinds, starts, ends, ns, j, f, col, m, row_err, slow, stop) -> int:
+def _dict_scratch(max_entries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    d = getattr(_local, "d", None)
+    if d is None or d[1].shape[0] < max_entries + 1:
+        size = 1 << max(4, int(2 * max_entries - 1).bit_length())
+        d = (np.empty(size, dtype=np.int32), np.empty(max_entries + 1, dtype=np.int32),
+             np.empty(max(1 << 16, max_entries * 64), dtype=np.uint8))
+        _local.d = d
+    return d
+
+
+def _dict_column(buf, kinds, starts, ends, ns, j, col, m, limit) -> int:
+    """Column ``j`` as codes + dictionary; Arrow's encoder when the batch has too many distinct values."""
+    import pyarrow as pa
+
+    from ...kernels import json as kj
+
+    table, doff, ddata = _dict_scratch(limit)
+    nulls, k, status = (int(x) for x in kj.extract_dict(buf, kinds, starts, ends, ns, j, m, table, doff, ddata,
+                                                         limit, col.values, col.validity))
+    if status == 0:
+        col.dictionary = pa.Array.from_buffers(pa.string(), k, [None, pa.py_buffer(doff[:k + 1].copy()),
+                                                                pa.py_buffer(ddata[:int(doff[k])].copy())])
+        return nulls
+    col.validity[:] = 0
+    total = kj.text_column_size(kinds, starts, ends, ns, j, m)
+    data = col.reserve_data(int(total))
+    nulls, _ = kj.extract_text(buf, kinds, starts, ends, ns, j, m, False, col.offsets, data, col.validity)
+    nulls = int(nulls)
+    valid = pa.py_buffer(col.validity) if nulls else None
+    arr = pa.Array.from_buffers(pa.string(), m, [valid, pa.py_buffer(col.offsets), pa.py_buffer(data)], nulls)
+    enc = arr.dictionary_encode()
+    col.values[:m] = np.asarray(enc.indices.fill_null(0))
+    col.dictionary = enc.dictionary
+    return nulls
+
+
+def _parse_column(buf, kinds, starts, ends, ns, j, f, col, m, row_err, slow, stop, dict_max=4096) -> int:
     """Run the kernel for column ``j``; returns the first error row or -1."""
     from ...kernels import json as kj
     from ...kernels import parse as kp
 
     t = f.type
     kind = t.kind
-    if t.is_varlen:
+    if kind == "string" and col.dict_encoded:
+        nulls = _dict_column(buf, kinds, starts, ends, ns, j, col, m, dict_max)
+        first = -1
+    elif t.is_varlen:
         total = kj.text_column_size(kinds, starts, ends, ns, j, m)
         data = col.reserve_data(int(total))
         nulls, _ = kj.extract_text(buf, kinds, starts, ends, ns, j, m, kind == "json", col.offsets, data,

@@ -66,6 +66,8 @@ class JsonOptions:
     on_error: str = "fail"
     threads: int = 2
     encoding: str = "utf-8"
+    dictionary: str | list[str] = "auto"
+    dictionary_max: int = 4096
 
     @classmethod
     def from_dict(cls, opts: dict) -> JsonOptions:
@@ -90,6 +92,8 @@ class JsonOptions:
                               "--on-error skip or --on-error dead-letter")
         if not 1 <= self.max_depth <= 100_000:
             raise ConfigError("max_depth must be between 1 and 100000")
+        if self.dictionary_max < 1:
+            raise ConfigError("dictionary_max must be >= 1")
         if self.batch_rows < 1 or self.block_size < 1024:
             raise ConfigError("batch_rows must be >= 1 and block_size >= 1024")
         if self.encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "utf-8-sig", "ascii"):
@@ -355,8 +359,11 @@ class JsonSource(Source):
         finally:
             self._sampling = False
         self._schema = self._infer(sample)
-        if sample is not None:
-            self.release(sample)
+        try:
+            self.dict_columns = self._choose_dict_columns(sample, self._schema)
+        finally:
+            if sample is not None:
+                self.release(sample)
         _ = kj
 
     def _sample(self) -> _Spans | None:
@@ -402,6 +409,39 @@ class JsonSource(Source):
         if not o.infer_schema:
             self._pinned.update(schema.names)
         return schema
+
+    def _choose_dict_columns(self, tok: _Spans | None, schema: Schema) -> frozenset[str]:
+        """String columns to dictionary-encode: named ones, or (auto) those repetitive in the sample."""
+        o = self.opts
+        if o.dictionary in ("none", None, False) or not o.dictionary:
+            return frozenset()
+        text = [f.name for f in schema if f.type.kind == "string"]
+        if isinstance(o.dictionary, list | tuple):
+            unknown = [c for c in o.dictionary if c not in schema]
+            if unknown:
+                raise ConfigError(f"dictionary: unknown column(s) {', '.join(unknown)}")
+            return frozenset(c for c in o.dictionary if c in text)
+        if tok is None or tok.n_rows < 64:
+            return frozenset()
+        from ...kernels import json as kj
+
+        m = tok.n_rows
+        limit = min(o.dictionary_max, m // 8)
+        table = np.empty(1 << max(4, int(2 * limit - 1).bit_length()), dtype=np.int32)
+        doff = np.empty(limit + 1, dtype=np.int32)
+        ddata = np.empty(max(1 << 16, limit * 64), dtype=np.uint8)
+        codes = np.empty(m, dtype=np.int32)
+        valid = np.zeros(m // 8 + 9, dtype=np.uint8)
+        chosen = []
+        for name in text:
+            j = schema.index(name)
+            if j >= tok.ns:
+                continue
+            r = kj.extract_dict(tok.block.buf, tok.kinds, tok.starts, tok.ends, tok.ns, j, m, table, doff, ddata,
+                                limit, codes, valid)
+            if int(r[2]) == 0 and int(r[1]) > 0:
+                chosen.append(name)
+        return frozenset(chosen)
 
     def _warn_huge(self, name: str, mask: int) -> None:
         from ...kernels import json as kj
