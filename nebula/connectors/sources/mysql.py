@@ -317,7 +317,9 @@ class MysqlSource(Source):
     def resume(self, state: dict | None, table_states: dict | None = None) -> None:
         self._state = state if state and state.get("file") else None
         self._table_states = {t: _order(s) for t, s in (table_states or {}).items() if s and s.get("file")}
-        if self._state is None and self._table_states:  # the store lost it: the destinations still know
+        # the store has no position (first run killed in its snapshot round, or the store was lost): the
+        # destinations' checkpoints serve only if every table has one, else a new snapshot (never a gap)
+        if self._state is None and self._table_states and set(self._table_states) >= set(self.tables):
             t, s = min(((t, s) for t, s in (table_states or {}).items() if s and s.get("file")),
                        key=lambda x: _order(x[1]))
             self._state = s
