@@ -83,3 +83,27 @@ def test_sigkill_at_random_points_then_rerun_is_exact(pg_dsn, pg, table, big_csv
     assert r.returncode == 0, r.stderr
     assert pg.execute(f'SELECT count(*), count(DISTINCT id), min(id), max(id) FROM "{table}"').fetchone() == (
         ROWS, ROWS, 1, ROWS)
+
+
+def test_cli_incremental_source_with_tables_and_cursor(pg_dsn, pg, table, tmp_path):
+    """`--tables T --cursor C` reads a PostgreSQL table incrementally: a rerun only takes the new rows."""
+    pg.execute(f'CREATE TABLE "{table}" (id int primary key, v text, updated_at timestamptz)')
+    pg.execute(f"INSERT INTO \"{table}\" SELECT g, 'v' || g, '2025-01-01'::timestamptz + g * interval '1 min' "
+               "FROM generate_series(1, 100) g")
+    pg.commit()
+    out = tmp_path / "out.jsonl"
+    state = str(tmp_path / "s.db")
+    args = [pg_dsn, str(out), "--tables", table, "--cursor", "updated_at", "--name", "inc", "--state", state,
+            "--mode", "append", "--json"]
+    r = _copy(*args)
+    assert r.returncode == 0, r.stderr
+    assert '"rows_written": 100' in r.stdout
+    pg.execute(f"INSERT INTO \"{table}\" SELECT g, 'v' || g, '2025-02-01'::timestamptz + g * interval '1 min' "
+               "FROM generate_series(101, 130) g")
+    pg.commit()
+    r = _copy(*args)
+    assert r.returncode == 0, r.stderr
+    assert '"rows_written": 30' in r.stdout
+    assert len(out.read_text().splitlines()) == 130
+    r = _copy(pg_dsn, str(tmp_path / "x.csv"), "--tables", "a,b")
+    assert r.returncode == 2 and "reads one table" in r.stderr
