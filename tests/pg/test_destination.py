@@ -190,6 +190,31 @@ def test_merge_upserts_last_row_wins(pg_dsn, pg, table):
                                                                  (4, None, None)]
 
 
+def test_merge_applies_a_change_stream(pg_dsn, pg, table):
+    """With ``_op`` (CDC), the last change per key wins: deletes delete, the change columns are not stored."""
+    schema = Schema.from_dict({"id": "int64", "v": "string", "_op": "string", "_pos": "string",
+                               "_commit_ts": "timestamptz"})
+    ts = dt.datetime(2025, 1, 1, tzinfo=UTC)
+    load(pg_dsn, schema, [(1, "a", "r", "p0", ts), (2, "b", "r", "p0", ts), (3, "c", "r", "p0", ts)],
+         mode="merge", table=table, key=["id"])
+    assert [c[0] for c in pg.execute(f'SELECT * FROM "{table}"').description] == ["id", "v"]
+    load(pg_dsn, schema,
+         [(1, "a", "d", "p1", ts), (2, "B", "u", "p2", ts), (4, "x", "c", "p3", ts)],
+         [(4, "x", "d", "p4", ts), (5, "y", "c", "p5", ts), (3, "c", "d", "p6", ts), (3, "C", "c", "p7", ts)],
+         mode="merge", table=table, key=["id"])
+    assert rows_of(pg, f'SELECT * FROM "{table}" ORDER BY id') == [(2, "B"), (3, "C"), (5, "y")]
+    # a new column mid-stream reaches the target, the change columns still do not
+    wider = Schema.from_dict({"id": "int64", "v": "string", "w": "int32", "_op": "string", "_pos": "string",
+                              "_commit_ts": "timestamptz"})
+    d = PostgresDestination(pg_dsn)
+    d.open(schema, mode="merge", table=table, key=["id"])
+    d.write(batch_from_pylist(schema, [(2, "b2", "u", "p8", ts)]))
+    d.evolve(wider)
+    d.write(batch_from_pylist(wider, [(6, "z", 7, "c", "p9", ts), (5, None, None, "d", "p10", ts)]))
+    d.commit()
+    assert rows_of(pg, f'SELECT * FROM "{table}" ORDER BY id') == [(2, "b2", None), (3, "C", None), (6, "z", 7)]
+
+
 def test_merge_into_existing_table_without_unique_index(pg_dsn, pg, table):
     pg.execute(f'CREATE TABLE "{table}" (k1 text, k2 int, v float8, extra text DEFAULT \'x\')')
     pg.execute(f"INSERT INTO \"{table}\" VALUES ('a', 1, 1.0, 'keep')")

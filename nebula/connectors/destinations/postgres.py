@@ -50,7 +50,7 @@ from ...errors import (
     SchemaEvolutionError,
     TypeCoercionError,
 )
-from ..base import Capabilities, Destination
+from ..base import CHANGE_OP, Capabilities, Destination, data_columns
 
 CHUNK_ROWS = 16384  # a multiple of 8 (validity bytes); ~2 MB of tuples stays cache-resident
 _OPTIONS = ("table", "db_schema", "copy", "widen", "connect_timeout", "retries")
@@ -449,21 +449,36 @@ class PostgresDestination(Destination):
             cur.execute(f"DROP TABLE IF EXISTS {self._stage}")  # a crashed run's leftover (never committed)
             self._create(cur, self._stage, schema, pkey=_pkey_name(self.table, "__nebula_new"))
             return [_plan_for(f.type, *self._pg_name(f.type)) for f in schema]
+        data = self._data_schema(schema)
         existing = table_columns(cur, self._qname)
         if existing is None:
-            self._create(cur, self._qname, schema)
-            plans = [_plan_for(f.type, *self._pg_name(f.type)) for f in schema]
+            self._create(cur, self._qname, data)
+            plans = {f.name: _plan_for(f.type, *self._pg_name(f.type)) for f in data}
         else:
-            plans = self._evolve(cur, existing, schema)
+            plans = dict(zip(data.names, self._evolve(cur, existing, data), strict=True))
         if self._mode == "merge":
             self._ensure_unique(cur)
             self._stage = quote_ident(f"nebula_stage_{id(self):x}")
-            cols = ", ".join(quote_ident(f.name) for f in schema)
+            cols = ", ".join(quote_ident(n) for n in data.names)
             cur.execute(f"CREATE TEMP TABLE {self._stage} ON COMMIT DROP AS SELECT {cols} FROM {self._qname} "
                         "WITH NO DATA")
+            for f in schema:  # a change stream's _op/_pos/_commit_ts exist only in the stage
+                if f.name not in plans:
+                    cur.execute(f"ALTER TABLE {self._stage} ADD COLUMN {quote_ident(f.name)} {pg_type(f.type)}")
+                    plans[f.name] = _plan_for(f.type, *self._pg_name(f.type))
         else:
             self._stage = self._qname
-        return plans
+        return [plans[f.name] for f in schema]
+
+    def _data_schema(self, schema):
+        """The columns the target table stores: in merge mode a change stream's bookkeeping
+        columns (:data:`~nebula.connectors.base.CHANGE_COLUMNS`) stay out of it."""
+        from ...schema import Schema
+
+        if self._mode != "merge":
+            return schema
+        keep = set(data_columns(schema))
+        return Schema(f for f in schema if f.name in keep)
 
     @staticmethod
     def _pg_name(t) -> tuple[str, int, str]:
@@ -518,16 +533,20 @@ class PostgresDestination(Destination):
             if self._mode == "replace":
                 plans = self._evolve(cur, table_columns(cur, self._stage), schema, self._stage, widen_ints=True)
             else:
-                plans = self._evolve(cur, table_columns(cur, self._qname), schema)
+                data = self._data_schema(schema)
+                by_name = dict(zip(data.names, self._evolve(cur, table_columns(cur, self._qname), data), strict=True))
                 if self._mode == "merge":
                     target = table_columns(cur, self._qname)
                     stage = table_columns(cur, self._stage)
                     for f in schema:
-                        want = target[f.name][2]
+                        want = target[f.name][2] if f.name in by_name else pg_type(f.type)
                         if f.name not in stage:
                             cur.execute(f"ALTER TABLE {self._stage} ADD COLUMN {quote_ident(f.name)} {want}")
                         elif stage[f.name][2] != want:
                             cur.execute(f"ALTER TABLE {self._stage} ALTER COLUMN {quote_ident(f.name)} TYPE {want}")
+                        if f.name not in by_name:
+                            by_name[f.name] = _plan_for(f.type, *self._pg_name(f.type))
+                plans = [by_name[f.name] for f in schema]
             self._schema = schema
             rows = self._encoder.rows if isinstance(self._encoder, BinaryCopyEncoder) else 0
             self._start_copy(schema, plans)
@@ -634,13 +653,24 @@ class PostgresDestination(Destination):
         cm.__exit__(None, None, None)
 
     def _merge(self, cur) -> None:
-        names = [quote_ident(f.name) for f in self._schema]
+        """Upsert the last change of every key; with a change stream (``_op``), a last change that is a
+        delete (``_op = 'd'``) deletes the row instead. One statement per kind, in the load's transaction."""
+        data = [f.name for f in self._data_schema(self._schema)]
+        names = [quote_ident(n) for n in data]
         keys = ", ".join(quote_ident(k) for k in self._key)
         cols = ", ".join(names)
-        rest = [n for f, n in zip(self._schema, names, strict=True) if f.name not in self._key]
+        rest = [quote_ident(n) for n in data if n not in self._key]
         action = ("DO UPDATE SET " + ", ".join(f"{n} = EXCLUDED.{n}" for n in rest)) if rest else "DO NOTHING"
-        cur.execute(f"INSERT INTO {self._qname} ({cols}) SELECT {cols} FROM (SELECT DISTINCT ON ({keys}) * "
-                    f"FROM {self._stage} ORDER BY {keys}, ctid DESC) AS s ON CONFLICT ({keys}) {action}")
+        last = f"SELECT DISTINCT ON ({keys}) * FROM {self._stage} ORDER BY {keys}, ctid DESC"
+        if CHANGE_OP not in self._schema:
+            cur.execute(f"INSERT INTO {self._qname} ({cols}) SELECT {cols} FROM ({last}) AS s ON CONFLICT ({keys}) "
+                        f"{action}")
+            return
+        op = quote_ident(CHANGE_OP)
+        match = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in self._key)
+        cur.execute(f"DELETE FROM {self._qname} AS t USING ({last}) AS s WHERE s.{op} = 'd' AND {match}")
+        cur.execute(f"INSERT INTO {self._qname} ({cols}) SELECT {cols} FROM ({last}) AS s "
+                    f"WHERE s.{op} IS DISTINCT FROM 'd' ON CONFLICT ({keys}) {action}")
 
     def committed_state(self, name: str) -> dict | None:
         import json
