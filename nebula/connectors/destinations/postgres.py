@@ -82,7 +82,7 @@ def _one_line(text: str) -> str:
 
 def safe_message(url: str, text: str) -> str:
     """``text`` on one line with the URL's password (and any URL password) replaced by ``***``."""
-    from ...config import redact
+    from ...redact import redact
 
     pw = _password(url)
     return redact(_one_line(text), {pw} if pw else set())
@@ -98,7 +98,7 @@ def connect(url: str, *, timeout: float = 10, retries: int = 3, autocommit: bool
         import psycopg
     except ImportError as e:
         raise ConfigError("PostgreSQL needs psycopg: pip install 'nebula[postgres]'") from e
-    from ...config import redact_url
+    from ...redact import redact_url
 
     last = None
     for attempt in range(max(1, int(retries))):
@@ -410,7 +410,7 @@ class PostgresDestination(Destination):
         self._state: tuple[str, dict] | None = None
 
     def _label(self) -> str:
-        from ...config import redact_url
+        from ...redact import redact_url
 
         return redact_url(self.url)
 

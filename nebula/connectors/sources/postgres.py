@@ -105,7 +105,7 @@ class PostgresSource(Source):
         self._skips: list[int] = []
 
     def _label(self) -> str:
-        from ...config import redact_url
+        from ...redact import redact_url
 
         return redact_url(self.url)
 
