@@ -10,7 +10,8 @@ Settings come from each ecosystem's standard variables: ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
 ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (an ``http://`` endpoint switches the scheme);
 ``STORAGE_EMULATOR_HOST`` (anonymous, for the emulator), ``GOOGLE_APPLICATION_CREDENTIALS`` (read by
-the GCS client itself), ``NEBULA_FS_RETRIES`` (attempts per request, default 5).
+the GCS client itself), ``NEBULA_FS_RETRIES`` (attempts per request, default 5),
+``NEBULA_S3_BACKGROUND_WRITES=1`` (faster uploads, memory no longer bounded by one part).
 """
 
 from __future__ import annotations
@@ -73,10 +74,14 @@ def filesystem(scheme: str):
     if scheme == "s3":
         host, proto = _endpoint(("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        key = ("s3", host, proto, region, retries, os.environ.get("AWS_ACCESS_KEY_ID"),
+        key = ("s3", host, proto, region, retries, os.environ.get("NEBULA_S3_BACKGROUND_WRITES"),
+               os.environ.get("AWS_ACCESS_KEY_ID"),
                os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN"))
         kwargs = dict(region=region, endpoint_override=host, retry_strategy=pafs.AwsStandardS3RetryStrategy(
-            max_attempts=retries), connect_timeout=5, request_timeout=30)
+            max_attempts=retries), connect_timeout=5, request_timeout=30,
+            # parts upload in the writing thread: pyarrow documents no bound on the finished parts that
+            # background writes may hold while the network is slower than we produce; this keeps one
+            background_writes=os.environ.get("NEBULA_S3_BACKGROUND_WRITES", "0") == "1")
         if proto:
             kwargs["scheme"] = proto
         if os.environ.get("AWS_ACCESS_KEY_ID"):

@@ -173,3 +173,23 @@ def test_state_is_kept_in_the_manifest(tmp_path, local_csv):
     d.stage_state("p", {"cursor": 5})
     d.commit()
     assert PartitionedDestination(str(tmp_path / "o") + "/").committed_state("p") == {"cursor": 5}
+
+
+def test_yaml_pipeline_with_partition_by(s3, local_csv, expected, tmp_path):
+    from nebula.api import Pipeline
+    from nebula.config import load_config
+
+    cfg = load_config(f"""
+pipelines:
+  - name: lake
+    source: {local_csv}
+    destination: {{url: "{s3.url('y/')}", format: jsonl}}
+    partition_by: country
+    max_rows_per_file: 1000
+    run_id: y1
+""")
+    r = Pipeline.from_config(cfg.pipelines[0]).run()
+    assert r.rows_written == expected.num_rows and r.run_id == "y1"
+    m = _manifest(s3, "y")
+    assert m["format"] == "jsonl" and m["partition_by"] == ["country"] and m["rows"] == expected.num_rows
+    assert all(f["path"].endswith(".jsonl") and f["rows"] <= 1000 for f in m["files"])
