@@ -328,9 +328,13 @@ def config_to_copy_args(cfg) -> tuple[str, str, str, dict]:
     o.pop("source_table", None)
     if o.get("schema") is not None:
         o["schema"] = cfg.load_schema()
-    for k in ("cdc", "slot", "tables", "metrics_port"):
-        if o.pop(k, None):
-            raise ConfigError(f"pipeline {name!r}: {k} is not available in this version yet")
+    if o.pop("metrics_port", None):
+        raise ConfigError(f"pipeline {name!r}: metrics_port is not available in this version yet")
+    if isinstance(o.get("tables"), list):
+        o["tables"] = ",".join(o["tables"])
+    for k in ("cdc", "until_caught_up"):
+        if not o.get(k):
+            o.pop(k, None)
     o["name"] = name
     return name, src, dst, {k: v for k, v in o.items() if v is not None}
 

@@ -125,6 +125,8 @@ with warnings.catch_warnings():
         cdc: bool = False
         slot: str | None = None
         tables: StrList | None = None
+        until_caught_up: bool = False
+        cursor: str | None = None
         metrics_port: int | None = Field(default=None, ge=1, le=65_535)
         # directory / object-prefix destinations (``out/orders/``, ``s3://b/orders/``)
         partition_by: StrList | None = None
