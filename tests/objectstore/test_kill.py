@@ -85,3 +85,17 @@ def test_kill_mid_upload_of_one_object(s3, big_csv, tmp_path):
     _run([str(big_csv), dest], tmp_path)
     assert [k for k in s3.keys("one") if not k.rsplit("/", 1)[-1].startswith(".")] == ["one/orders.csv"]
     assert s3.get("one/orders.csv").count(b"\n") == whole.count(b"\n")
+
+
+def test_cli_errors_are_one_line_without_secrets(s3, tmp_path, monkeypatch):
+    src = tmp_path / "a.csv"
+    src.write_bytes(orders_csv(50))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
+    r = subprocess.run([*NEBULA, "copy", str(src), "s3://nb-no-such-bucket/a.parquet", "--no-progress",
+                        "--state", str(tmp_path / "s.db")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not exist" in lines[0] and "s3cr3t" not in r.stderr
+    r = subprocess.run([*NEBULA, "copy", str(src), s3.url("x/"), "--partition-by", "nope", "--no-progress",
+                        "--state", str(tmp_path / "s.db")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no column 'nope'" in r.stderr

@@ -193,3 +193,20 @@ pipelines:
     m = _manifest(s3, "y")
     assert m["format"] == "jsonl" and m["partition_by"] == ["country"] and m["rows"] == expected.num_rows
     assert all(f["path"].endswith(".jsonl") and f["rows"] <= 1000 for f in m["files"])
+
+
+def test_schema_evolution_mid_run_starts_new_files(s3, tmp_path):
+    src = tmp_path / "evolving.jsonl"
+    rows = [{"id": i, "k": "ab"[i % 2]} for i in range(3000)] + [{"id": 3000 + i, "k": "a", "extra": "x"}
+                                                                 for i in range(5)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = nebula.copy(str(src), s3.url("ev/"), partition_by="k", source_options={"block_size": 1024},
+                    batch_rows=500)
+    assert r.rows_written == len(rows)
+    m = _manifest(s3, "ev")
+    assert "extra" in [c["name"] for c in m["schema"]]
+    d = _dataset(s3, "ev")
+    unified = pa.unify_schemas([f.physical_schema for f in d.get_fragments()] + [pa.schema([("k", pa.string())])])
+    t = ds.dataset(f"{s3.bucket}/ev", filesystem=s3.fs, schema=unified, partitioning="hive").to_table().sort_by("id")
+    assert t.num_rows == len(rows)
+    assert t.column("extra").to_pylist() == [None] * 3000 + ["x"] * 5

@@ -314,7 +314,7 @@ class PartitionedDestination(Destination):
     """
 
     capabilities = Capabilities(modes=("replace", "append"), formats=tuple(_FORMATS), schemes=("file", "s3", "gs"),
-                                exactly_once=True, notes="Hive partitions; staged files published by "
+                                exactly_once=True, schema_evolution=True, notes="Hive partitions; staged files published by "
                                 "_manifest.json; rerun of a run_id replaces")
     _allowed = ("format", "partition_by", "max_rows_per_file", "max_file_size", "max_open_files", "run_id",
                 "compression", "compression_level", "row_group_rows")
@@ -378,6 +378,20 @@ class PartitionedDestination(Destination):
         self.schema = schema
         self.store.delete_tree(self.staging)  # leftovers of a killed attempt of this run id
         self._opened = True
+
+    def evolve(self, schema) -> None:
+        """Later rows have ``schema`` (columns added or widened): the open files are finished and new
+        ones start with the new columns (files of one table may differ; Hive readers unify them)."""
+        while self._files:
+            self._finish(next(iter(self._files)))
+        from ...schema import Schema
+
+        self.keys = parse_partition_by([k.name if k.kind == "value" else f"date({k.column})" for k in self.keys],
+                                       schema) if self.keys else []
+        plain = {k.column for k in self.keys if k.kind == "value"}
+        self.file_schema = Schema(f for f in schema if f.name not in plain)
+        self.data_columns = self.file_schema.names
+        self.schema = schema
 
     def _new_file(self, pdir: str) -> _OpenFile:
         from .files import CsvDestination, JsonlDestination, ParquetDestination
