@@ -115,3 +115,19 @@ def test_unknown_codec_is_a_config_error(s3, local_csv, dest, opts):
     with pytest.raises(ConfigError, match="compression"):
         nebula.copy(str(local_csv), s3.url(dest), dest_options=opts)
     assert s3.keys() == []
+
+
+def test_parquet_object_follows_schema_evolution(store, tmp_path):
+    import json
+
+    src = tmp_path / "evolving.jsonl"
+    rows = [{"id": i, "v": i} for i in range(3000)] + [{"id": 3000, "v": 1.5, "extra": "x"}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = nebula.copy(str(src), store.url("ev/out.parquet"), source_options={"block_size": 1024}, batch_rows=500,
+                    dest_options={"row_group_rows": 1000})
+    assert r.rows_written == len(rows)
+    assert store.keys() == ["ev/out.parquet"]
+    t = pq.read_table(io.BytesIO(store.get("ev/out.parquet")))
+    assert t.column("id").to_pylist() == list(range(3001))
+    assert t.column("v").to_pylist()[-2:] == [2999, 1.5]
+    assert t.column("extra").to_pylist() == [None] * 3000 + ["x"]

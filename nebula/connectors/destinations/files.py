@@ -475,8 +475,8 @@ class ParquetDestination(Destination):
         except OSError as e:
             raise destination_error(self.path, e) from e
         if is_remote(self.path):
-            raise SchemaEvolutionError(f"{self.path}: a Parquet object cannot change its schema mid-upload; the "
-                                       f"source's schema changed to: {schema}. Give the full schema (--schema)")
+            self._evolve_remote(target)
+            return
         old_path = self._file.temp_path
         new_path = old_path + ".evolve"
         self._open_writer(target, new_path)
@@ -490,6 +490,29 @@ class ParquetDestination(Destination):
             os.replace(new_path, old_path)  # the open writer follows its file
         except OSError as e:
             raise destination_error(self.path, e) from e
+
+    def _evolve_remote(self, target) -> None:
+        """Object stores: complete the upload so far, stream its row groups into a fresh temporary
+        object under the new schema, and drop the old one."""
+        import pyarrow.parquet as pq
+
+        from .._fs import RemoteAtomicFile, remote_error
+
+        old = self._file
+        old.finish()
+        self._file = RemoteAtomicFile(self.path)
+        self._open_writer(target)
+        try:
+            with old.fs.open_input_file(old.temp_key) as src:
+                pf = pq.ParquetFile(src)
+                for i in range(pf.num_row_groups):
+                    t = pf.read_row_group(i)
+                    rbs = [conform_to_target(rb, target) for rb in t.to_batches()]
+                    self._writer.write_table(pa_table(rbs, target), row_group_size=max(self.row_group_rows, t.num_rows))
+        except OSError as e:
+            raise remote_error(self.path, e, source=False, what="cannot rewrite for the new schema") from e
+        finally:
+            old.discard()
 
     def write(self, batch) -> int:
         if self._file is None:
@@ -595,6 +618,12 @@ def _nonempty(path: str) -> bool:
         except OSError:
             return False
     return os.path.isfile(path) and os.path.getsize(path) > 0
+
+
+def conform_to_target(rb, target):
+    from .memory import conform_to
+
+    return conform_to(rb, target)
 
 
 def pa_table(batches, schema):
