@@ -21,6 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba import config as _numba_config
+from numba.cpython.unsafe.numbers import trailing_zeros
+
+if _numba_config.DISABLE_JIT:  # an intrinsic only exists compiled; coverage runs use this
+
+    def trailing_zeros(x):  # noqa: F811
+        x = int(x)
+        return np.uint64((x & -x).bit_length() - 1)
 
 from .parse import (
     _parse_date_at,
@@ -111,6 +119,24 @@ def _hex4(buf, p):
     return v
 
 
+_ONES8 = np.uint64(0x0101010101010101)
+_HIGH8 = np.uint64(0x8080808080808080)
+_QUOTE8 = np.uint64(0x2222222222222222)
+_BSLASH8 = np.uint64(0x5C5C5C5C5C5C5C5C)
+_SPACE8 = np.uint64(0x2020202020202020)
+
+
+@njit(inline="always")
+def _plain8(buf, p):
+    """``(word, plain)``: the 8 bytes at ``p`` as a little-endian uint64, and whether none of them is a
+    quote, a backslash or a control character (a zero-byte test per byte, all operands uint64)."""
+    w = buf[p:p + 8].view(np.uint64)[0]
+    zq = w ^ _QUOTE8
+    zb = w ^ _BSLASH8
+    m = (((zq - _ONES8) & ~zq) | ((zb - _ONES8) & ~zb) | ((w - _SPACE8) & ~w)) & _HIGH8
+    return w, m
+
+
 @njit(inline="always")
 def scan_string(buf, p, end, lines):
     """Scan a string body from ``p`` (after the opening quote) to its closing quote.
@@ -121,6 +147,18 @@ def scan_string(buf, p, end, lines):
     s = p
     esc = False
     hi = 0
+    hi8 = np.uint64(0)
+    while p + 8 <= end:  # 8 bytes at a time up to the first quote, backslash or control character
+        w, m = _plain8(buf, p)
+        if m:
+            k = trailing_zeros(m) >> np.uint64(3)  # the lowest flagged byte is exact (borrows only run upwards)
+            hi8 |= w & ((np.uint64(1) << (k << np.uint64(3))) - np.uint64(1))
+            p += np.int64(k)
+            break
+        hi8 |= w
+        p += 8
+    if hi8 & _HIGH8:
+        hi = 128
     while p < end:
         c = buf[p]
         if c == 34:

@@ -287,3 +287,22 @@ def test_text_extraction_as_string_and_json():
             nulls, w = kj.extract_text(buf, kinds, starts, ends, ns, c, 1, as_json, offs, data_out, valid)
             got.append(None if nulls else bytes(data_out[:w]).decode())
         assert got == want
+
+
+# -- the 8-bytes-at-a-time string scan: a special byte at every position of long strings ---------------
+SPECIAL = [b'\\"', b"\\\\", b"\\n", b"\\u00e9", b"\xc3\xa9", b"\xe2\x82\xac", b"\t", b"\x01", b"\xc3", b"\xff",
+           b"\xed\xa0\x80", b"\n", b"\x7f", b"~"]
+
+
+@pytest.mark.parametrize("special", SPECIAL)
+def test_long_strings_special_byte_at_every_position(special):
+    lines = [b'{"k%d": "%s%s%s"}' % (i, b"a" * i, special, b"b" * (19 - i % 20)) for i in range(24)]
+    data = b"\n".join(lines) + b"\n"
+    rows, rej, err = tokenize(data, rows=64)
+    buf = arr(data)
+    want_rows, want_bad = naive(data.split(b"\n")[:-1])
+    assert [ln for ln, _, _ in rej] == want_bad
+    assert rows == want_rows
+    for line, row in zip((x for i, x in enumerate(lines) if i + 1 not in want_bad), rows):
+        ((name, (k, s, e)),) = row.items()
+        assert decode(buf, k, s, e) == json.loads(line)[name]
