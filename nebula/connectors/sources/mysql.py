@@ -720,12 +720,19 @@ def _gtid_advance(domains: dict, gtid: str, mariadb: bool) -> dict:
     d = dict(domains)
     if mariadb or ":" not in gtid:
         d[gtid.split("-", 1)[0]] = gtid
-    else:  # MySQL uuid:n -> extend the interval set of that uuid (transactions arrive in order)
+    else:  # MySQL uuid:n -> add n to that uuid's interval set ``a-b:c-d`` (gaps are kept)
         sid, _, n = gtid.partition(":")
-        sid = sid.lower()
-        first = d.get(sid, "").split(":")[0]
-        start = first.split("-")[0] if first else n
-        d[sid] = f"{start}-{n}"
+        sid, n = sid.lower(), int(n)
+        intervals = []
+        for iv in (x for x in d.get(sid, "").split(":") if x):
+            a, _, b = iv.partition("-")
+            intervals.append([int(a), int(b or a)])
+        if intervals and intervals[-1][1] + 1 == n:
+            intervals[-1][1] = n
+        elif not any(a <= n <= b for a, b in intervals):
+            intervals.append([n, n])
+            intervals.sort()
+        d[sid] = ":".join(f"{a}-{b}" if a != b else f"{a}" for a, b in intervals)
     return d
 
 
