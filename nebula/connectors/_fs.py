@@ -354,3 +354,18 @@ def read_bytes(url: str) -> bytes | None:
         return None
     except OSError as e:
         raise remote_error(url, e, source=False, what="cannot read") from e
+
+
+def check_writable(url: str) -> None:
+    """Write and delete a small dot-named probe object beside ``url`` (for ``nebula check``)."""
+    import secrets
+
+    scheme, path = split(url)
+    parent = path.rstrip("/") if url.endswith("/") else path.rpartition("/")[0] or path
+    probe = url_of(scheme, f"{parent}/.nebula-check-{secrets.token_hex(4)}")
+    write_bytes(probe, b"")
+    fs, key = fs_and_path(probe)
+    try:
+        fs.delete_file(key)
+    except OSError as e:
+        raise remote_error(url, e, source=False, what="cannot delete a probe object") from e

@@ -193,3 +193,21 @@ def test_unreachable_endpoint_is_retryable(tmp_path, local_csv, monkeypatch):
     assert e.value.retryable is True
     with pytest.raises(ConnectionFailed):
         nebula.read_csv("s3://nb-any/x.csv")
+
+
+def test_nebula_check_probes_the_bucket(s3, local_csv, tmp_path):
+    from nebula.config import load_config
+    from nebula.health import check_pipeline
+
+    cfg = load_config(f"""
+pipelines:
+  - {{name: ok, source: "{local_csv}", destination: "{s3.url('a/x.parquet')}"}}
+  - {{name: dir, source: "{local_csv}", destination: "{s3.url('t/')}", partition_by: country}}
+  - {{name: nobucket, source: "{local_csv}", destination: "s3://nb-no-such-bucket/x.csv"}}
+  - {{name: local, source: "{local_csv}", destination: "{tmp_path}/o/x.csv"}}
+""")
+    reports = {pc.name: check_pipeline(pc)[-1] for pc in cfg.pipelines}
+    assert reports["ok"]["status"] == "healthy" and reports["dir"]["status"] == "healthy"
+    assert reports["local"]["status"] == "healthy"
+    assert reports["nobucket"]["status"] == "failing" and "does not exist" in reports["nobucket"]["reason"]
+    assert s3.keys() == []  # the probes are gone

@@ -58,6 +58,21 @@ def atomic_file(path: str, **kw):
     return AtomicFile(path, **kw)
 
 
+def check_target(path: str) -> None:
+    """Raise if ``path`` (a file, or a directory when it ends in ``/``) cannot be written."""
+    if is_remote(path):
+        from .._fs import check_writable
+
+        check_writable(path)
+        return
+    d = path if path.endswith(("/", os.sep)) else os.path.dirname(os.path.abspath(path))
+    d = os.path.abspath(d)
+    while not os.path.exists(d):
+        d = os.path.dirname(d)
+    if not os.path.isdir(d) or not os.access(d, os.W_OK):
+        raise DestinationError(f"{d} is not a writable directory", retryable=False)
+
+
 def destination_error(path: str, e: OSError, what: str = "cannot write") -> DestinationError:
     reason = e.strerror or str(e)
     return DestinationError(f"{path}: {what}: {reason}", retryable=False)

@@ -29,6 +29,7 @@ from ._atomic import (
     COMPRESSIONS,
     AtomicFile,
     atomic_file,
+    check_target,
     compression_from_path,
     destination_error,
     is_remote,
@@ -336,6 +337,10 @@ class _TextFileDestination(Destination):
     def location(self) -> str:
         return self.path
 
+    def check(self) -> None:
+        """``nebula check``: the directory or bucket can be written (a probe object on object stores)."""
+        check_target(self.path)
+
 
 class CsvDestination(_TextFileDestination):
     """RFC 4180 CSV with a header row and ``\\n`` line ends.
@@ -606,6 +611,10 @@ class ParquetDestination(Destination):
 
     def location(self) -> str:
         return self.path
+
+    def check(self) -> None:
+        """``nebula check``: the directory or bucket can be written (a probe object on object stores)."""
+        check_target(self.path)
 
 
 def _nonempty(path: str) -> bool:

@@ -353,6 +353,12 @@ class PartitionedDestination(Destination):
     def location(self) -> str:
         return self.url
 
+    def check(self) -> None:
+        """``nebula check``: the directory or bucket prefix can be written."""
+        from ._atomic import check_target
+
+        check_target(self.url if self.url.endswith("/") else self.url + "/")
+
     def _inner_options(self) -> dict:
         o = {k: self.options[k] for k in ("compression", "compression_level") if k in self.options}
         if self.format == "parquet" and "row_group_rows" in self.options:
