@@ -16,8 +16,8 @@ from .pipeline.runner import RunResult
 from .schema import Schema
 from .types import LogicalType, parse_type
 
-#: options of directory/prefix destinations (``out/orders/``, ``s3://b/orders/``), given flat like the CLI's
-_DEST_KEYS = ("partition_by", "max_rows_per_file", "max_file_size", "run_id")
+#: destination options given flat like the CLI's (directory/prefix outputs ``out/orders/``, codecs)
+_DEST_KEYS = ("partition_by", "max_rows_per_file", "max_file_size", "run_id", "compression", "compression_level")
 _SOURCE_KEYS = ("delimiter", "quote", "escape", "header", "names", "skip_rows", "comment", "null_values",
                 "quoted_null", "encoding", "block_size", "sample_bytes", "dictionary", "dictionary_max",
                 # JSON

@@ -125,6 +125,9 @@ def copy_cmd(
                                                   "(128MB, 1GiB).")] = None,
     run_id: Annotated[str | None, Opt(help="Directory output: the run id in file names; rerunning it replaces "
                                            "its files.")] = None,
+    compression: Annotated[str | None, Opt(help="Output codec: Parquet zstd (default) | lz4 | snappy | gzip | none; "
+                                                "CSV/JSON lines gzip | zstd | lz4 | none (default: from .gz/.zst/.lz4).")] = None,
+    compression_level: Annotated[int | None, Opt(help="Codec level (the codec's default if not given).")] = None,
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Show progress.")] = True,
     as_json: Annotated[bool, Opt("--json", help="Print the run summary as one JSON object.")] = False,
     debug: Annotated[bool, Opt(help="Tracebacks on errors.")] = False,
@@ -155,7 +158,7 @@ def copy_cmd(
                       progress="auto" if progress and not as_json else "none",
                       cdc=cdc or None, slot=slot, tables=tables, until_caught_up=until_caught_up or None,
                       partition_by=partition_by, max_rows_per_file=max_rows_per_file, max_file_size=max_file_size,
-                      run_id=run_id)
+                      run_id=run_id, compression=compression, compression_level=compression_level)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
     _summary(result, as_json)

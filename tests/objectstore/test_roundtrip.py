@@ -131,3 +131,20 @@ def test_parquet_object_follows_schema_evolution(store, tmp_path):
     assert t.column("id").to_pylist() == list(range(3001))
     assert t.column("v").to_pylist()[-2:] == [2999, 1.5]
     assert t.column("extra").to_pylist() == [None] * 3000 + ["x"]
+
+
+def test_cli_compression_flags(s3, local_csv, tmp_path):
+    import subprocess
+    import sys
+
+    nb = [sys.executable, "-m", "nebula.cli"]
+    r = subprocess.run([*nb, "copy", str(local_csv), s3.url("cli/o.parquet"), "--compression", "snappy",
+                        "--no-progress", "--state", str(tmp_path / "s.db")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    f = pq.ParquetFile(io.BytesIO(s3.get("cli/o.parquet")))
+    assert f.metadata.row_group(0).column(0).compression == "SNAPPY"
+    r = subprocess.run([*nb, "copy", str(local_csv), s3.url("cli/o.parquet"), "--compression", "nope",
+                        "--no-progress", "--state", str(tmp_path / "s.db")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "unknown Parquet compression 'nope'" in r.stderr
