@@ -24,6 +24,9 @@ for _spec in (
                   description="JSON lines file, optional .gz/.zst/.lz4"),
     ConnectorSpec("parquet", "destination", _D + "files:ParquetDestination", ("file", "s3", "gs"), (".parquet", ".pq"),
                   description="Parquet file (zstd by default)"),
+    ConnectorSpec("directory", "destination", _D + "partitioned:PartitionedDestination", ("file", "s3", "gs"),
+                  ("/",), description="a directory/prefix (URL ending in /) of Parquet/CSV/JSONL files: Hive "
+                  "--partition-by, rollover, staged commit with _manifest.json"),
     ConnectorSpec("sqlite", "destination", _D + "sqlite:SqliteDestination", ("sqlite",),
                   description="SQLite table: append, replace (atomic swap) or merge by key"),
     ConnectorSpec("postgresql", "source", _S + "postgres:PostgresSource", ("postgresql", "postgres"), extra="postgres",
