@@ -206,10 +206,18 @@ class RemoteReader(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
+        """Fill ``b`` (short only at the end of the object: samples and blocks rely on it)."""
+        view = memoryview(b).cast("B")
+        got = 0
         try:
-            return self._f.readinto(b)
+            while got < len(view):
+                k = self._f.readinto(view[got:])
+                if not k:
+                    break
+                got += k
         except OSError as e:
             raise remote_error(self.name, e, source=True, what="read failed") from e
+        return got
 
     def close(self) -> None:
         try:

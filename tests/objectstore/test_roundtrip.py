@@ -148,3 +148,15 @@ def test_cli_compression_flags(s3, local_csv, tmp_path):
                         "--no-progress", "--state", str(tmp_path / "s.db")], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "unknown Parquet compression 'nope'" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["big.csv", "big.csv.zst"])
+def test_remote_source_across_many_blocks(store, expected, local_csv, name):
+    data = local_csv.read_bytes()
+    if name.endswith(".zst"):
+        import zstandard
+
+        data = zstandard.ZstdCompressor().compress(data)
+    store.put(f"b/{name}", data)
+    t = nebula.read_csv(store.url(f"b/{name}"), block_size=4096, batch_rows=64)
+    _same(t, expected)
