@@ -210,3 +210,14 @@ def test_schema_evolution_mid_run_starts_new_files(s3, tmp_path):
     t = ds.dataset(f"{s3.bucket}/ev", filesystem=s3.fs, schema=unified, partitioning="hive").to_table().sort_by("id")
     assert t.num_rows == len(rows)
     assert t.column("extra").to_pylist() == [None] * 3000 + ["x"] * 5
+
+
+def test_many_partitions_with_few_open_files(tmp_path):
+    src = tmp_path / "o.csv"
+    src.write_bytes(orders_csv(300))
+    out = str(tmp_path / "many") + "/"
+    nebula.copy(str(src), out, partition_by="id", dest_options={"max_open_files": 4}, batch_rows=70)
+    m = json.loads(open(out + "_manifest.json").read())
+    assert m["rows"] == 300 and len(m["files"]) == 300
+    t = ds.dataset(out, format="parquet", partitioning="hive").to_table()
+    assert sorted(t.column("id").to_pylist()) == list(range(300))
