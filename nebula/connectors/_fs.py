@@ -140,7 +140,7 @@ def remote_error(url: str, e: BaseException, *, source: bool, what: str) -> Nebu
 
 
 def _short(msg: str) -> str:
-    msg = re.sub(r"\(Request ID: [^)]*\)", "", msg).strip()
+    msg = re.sub(r"\(Request ID: [^)]*\)", "", msg).split(" error_info=")[0].strip()
     return msg.splitlines()[0][:300] if msg else "error"
 
 

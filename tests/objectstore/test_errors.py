@@ -211,3 +211,11 @@ pipelines:
     assert reports["local"]["status"] == "healthy"
     assert reports["nobucket"]["status"] == "failing" and "does not exist" in reports["nobucket"]["reason"]
     assert s3.keys() == []  # the probes are gone
+
+
+def test_unreachable_gcs_endpoint_is_retryable(local_csv, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("NEBULA_FS_RETRIES", "1")
+    with pytest.raises(ConnectionFailed, match="unreachable") as e:
+        nebula.copy(str(local_csv), "gs://nb-any/x.csv")
+    assert e.value.retryable is True and "error_info" not in str(e.value)
