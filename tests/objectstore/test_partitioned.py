@@ -221,3 +221,13 @@ def test_many_partitions_with_few_open_files(tmp_path):
     assert m["rows"] == 300 and len(m["files"]) == 300
     t = ds.dataset(out, format="parquet", partitioning="hive").to_table()
     assert sorted(t.column("id").to_pylist()) == list(range(300))
+
+
+def test_replace_never_deletes_files_it_did_not_write(s3, local_csv):
+    s3.put("mixed/README.txt", b"keep me")
+    s3.put("mixed/country=de/other-tool.parquet", b"not ours")
+    nebula.copy(str(local_csv), s3.url("mixed/"), partition_by="country", run_id="m1")
+    nebula.copy(str(local_csv), s3.url("mixed/"), partition_by="country", run_id="m2")
+    keys = s3.keys("mixed")
+    assert "mixed/README.txt" in keys and "mixed/country=de/other-tool.parquet" in keys
+    assert not any("-m1-" in k for k in keys) and any("-m2-" in k for k in keys)

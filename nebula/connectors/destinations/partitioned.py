@@ -20,7 +20,8 @@
   complete are they moved (rename locally, server-side copy on object stores) to their final names,
   then ``_manifest.json`` (files, rows, bytes, schema, run id, the pipeline checkpoint) is written
   last, then what the manifest no longer lists is deleted (``replace``: the previous files;
-  ``append``: leftovers of an earlier attempt of the same run id). A rerun of a run id rewrites the
+  ``append``: leftovers of an earlier attempt of the same run id) — only files this destination
+  wrote (listed in the old manifest or named ``part-<run>-<n>.<ext>``), never other files under the prefix. A rerun of a run id rewrites the
   same names, so it replaces, never duplicates. Readers that list files by ``_manifest.json`` never
   see a mix of runs; readers that list the directory may, for the moment of the moves.
 """
@@ -48,6 +49,7 @@ DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 _FORMATS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 _UNSAFE = set('"#%\'*/:=?\\[]^{}') | {chr(c) for c in range(0x20)} | {"\x7f"}
 _COMPRESSION_EXT = {"gzip": ".gz", "zstd": ".zst", "lz4": ".lz4"}
+_OUR_FILE = re.compile(r"^part-[A-Za-z0-9_.\-]+-\d{5,}\.(parquet|csv|jsonl)(\.gz|\.zst|\.lz4)?$")
 
 
 def escape_path_value(value) -> str:
@@ -512,6 +514,8 @@ class PartitionedDestination(Destination):
             self.store.write_atomic(MANIFEST, json.dumps(manifest, indent=1).encode())
             listed = {f["path"] for f in files}
             prefix = f"part-{self.run_id}-"
+            # what we wrote before and no longer list: never a file of another tool under the prefix
+            previous = {f["path"] for f in old.get("files", [])}
             stale = []
             for rel in self.store.list_files():
                 if rel == MANIFEST or rel.startswith(STAGING + "/") or rel in listed:
@@ -519,7 +523,8 @@ class PartitionedDestination(Destination):
                 base = rel.rsplit("/", 1)[-1]
                 if base.startswith((".", "_")):
                     continue
-                if self.mode == "replace" or base.startswith(prefix):
+                ours = rel in previous or _OUR_FILE.match(base) is not None
+                if ours and (self.mode == "replace" or base.startswith(prefix)):
                     stale.append(rel)
             self.store.each(self.store.delete, stale)
             self.store.delete_tree(self.staging)
