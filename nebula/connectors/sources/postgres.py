@@ -115,14 +115,19 @@ class PostgresSource(Source):
         if state and self.cursor and state.get("column") == self.cursor:
             self._low = state.get("cursor")
 
-    def open(self) -> None:
+    def open(self, conn=None) -> None:
+        """``conn``: read through this connection, already in its snapshot transaction (the CDC source's
+        exported snapshot); it is not closed by :meth:`close`."""
         import psycopg
 
-        self._conn = connect(self.url, timeout=float(self.options.get("connect_timeout", 10)),
-                             retries=int(self.options.get("retries", 3)))
+        self._borrowed = conn is not None
+        if conn is None:
+            conn = connect(self.url, timeout=float(self.options.get("connect_timeout", 10)),
+                           retries=int(self.options.get("retries", 3)))
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+        self._conn = conn
         try:
-            self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            self._conn.read_only = True
             cur = self._conn.cursor()
             cols = table_columns(cur, self._qname)
             if cols is None:
@@ -210,12 +215,12 @@ class PostgresSource(Source):
                 raise DataError("not a binary COPY stream (bad signature)", path=self._label())
             ext = int.from_bytes(chunk.data[15:19], "big")
             start = 19 + ext
-        ncols = len(batch.columns)
+        ncols = len(self.schema)  # a CDC snapshot's batch has its change columns after these
         fpos, flen = self._scratch(batch.capacity, ncols)
         rows, nxt, err = k.index_tuples(buf, start, buf.shape[0], ncols, batch.capacity, fpos, flen)
         if err >= 0 or (nxt < buf.shape[0] and chunk.data[nxt:nxt + 2] != k.TRAILER):
             raise DataError(f"malformed COPY tuple at byte {max(err, nxt)} of chunk {chunk.seq}", path=self._label())
-        for c, col in enumerate(batch.columns):
+        for c, col in enumerate(batch.columns[:ncols]):
             nulls, bad = self._decode(k, buf, fpos, flen, c, rows, col)
             if bad >= 0:
                 raise DataError(f"row {bad + 1} of chunk {chunk.seq}: value does not fit {col.field.type}",
@@ -258,7 +263,7 @@ class PostgresSource(Source):
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is not None and not getattr(self, "_borrowed", False):
             try:
                 conn.rollback()
                 conn.close()
