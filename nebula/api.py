@@ -158,6 +158,8 @@ def make_source(url, o: CopyOptions):
     spec = resolve("source", os.fspath(first), o.format)
     cls = spec.load()
     opts = dict(o.source_options)
+    if spec.name == "postgresql" and opts.get("cdc"):
+        from .connectors.sources.postgres_cdc import PostgresCdcSource as cls  # noqa: N813
     if (o.format or "").lower() == "tsv" or os.fspath(first).lower().split(".gz")[0].endswith(".tsv"):
         opts.setdefault("delimiter", "\t")
     opts.update(infer_schema=o.infer_schema, columns=o.columns, schema=o.schema, on_error=o.on_error,
@@ -209,7 +211,7 @@ def copy(source, dest, **opts) -> RunResult:
     changes = hasattr(src, "next_round")  # database tables / CDC: rounds, one destination per table
     if not changes and any(o.source_options.get(k) for k in _CDC_KEYS):
         raise ConfigError(f"--cdc, --slot and --until-caught-up need a database source with change data "
-                          f"capture (mysql://…), not {_label(source)}")
+                          f"capture (mysql://…, postgresql://…), not {_label(source)}")
     dst = None if changes else dest if isinstance(dest, Destination) else make_destination(os.fspath(dest), o)
     run_id = uuid.uuid4().hex[:12]
     name = o.name or src.name
