@@ -366,6 +366,8 @@ class PartitionedDestination(Destination):
         o = {k: self.options[k] for k in ("compression", "compression_level") if k in self.options}
         if self.format == "parquet" and "row_group_rows" in self.options:
             o["row_group_rows"] = self.options["row_group_rows"]
+        if self.format == "parquet":
+            o["encoders"] = 1  # many files are open at once: one encoder thread each
         if self.format == "parquet":  # pending row groups of all open files share ~256 MiB
             budget = max(1 << 20, min(128 << 20, (256 << 20) // self.max_open))
             o.setdefault("row_group_bytes", min(budget, self.max_bytes) if self.max_bytes else budget)
