@@ -20,6 +20,8 @@ app = typer.Typer(name="nebula", help="Nebula: move records from sources to dest
                   context_settings={"help_option_names": ["-h", "--help"]})
 state_app = typer.Typer(help="Show or reset checkpoints and run history.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
+cdc_app = typer.Typer(help="Change data capture operations.", no_args_is_help=True)
+app.add_typer(cdc_app, name="cdc")
 
 _debug = False
 
@@ -307,17 +309,32 @@ def state_show(
         runs = store.runs(name, limit=10)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
+    slots = {n: _slot_status(v) for n, v, _ in items}
     if as_json:
-        typer.echo(json.dumps({"state": [{"name": n, "value": v, "updated_at": u} for n, v, u in items],
-                               "runs": runs}, default=str))
+        typer.echo(json.dumps({"state": [{"name": n, "value": v, "updated_at": u, **(
+            {"slot": slots[n]} if slots[n] else {})} for n, v, u in items], "runs": runs}, default=str))
         return
     if not items and not runs:
         typer.echo("no state" + (f" for {name!r}" if name else ""))
     for n, v, u in items:
         typer.echo(f"{n}: {json.dumps(v)} (updated {u})")
+        st = slots[n]
+        if st:
+            typer.echo(f"  slot {st['slot']}: last LSN {v.get('lsn_text') or v['lsn']}, " + (
+                f"lag {st['lag_bytes']} bytes (wal_status {st['wal_status']}, "
+                f"{'active' if st['active'] else 'idle'})" if "error" not in st else st["error"]))
     for r in runs:
         typer.echo(f"run {r['run_id']} {r['name']} {r['status']} read={r['rows_read']} "
                    f"written={r['rows_written']} rejected={r['rows_rejected']} at {r['finished_at']}")
+
+
+def _slot_status(value) -> dict | None:
+    """A PostgreSQL CDC checkpoint's slot status (lag), None for other checkpoints; never raises."""
+    if not isinstance(value, dict) or value.get("lsn") is None or not value.get("url") or not value.get("slot"):
+        return None
+    from .connectors.sources.postgres_cdc import slot_status
+
+    return slot_status(value)
 
 
 @state_app.command("reset")
@@ -325,14 +342,44 @@ def state_reset(
     name: Annotated[str, typer.Argument(help="Pipeline name.")],
     state: Annotated[str, Opt(help="State store path.")] = ".nebula/state.db",
 ) -> None:
-    """Forget a pipeline's checkpoint (the next run starts from scratch)."""
+    """Forget a pipeline's checkpoint (the next run starts from scratch); a PostgreSQL CDC checkpoint's
+    replication slot and publication are dropped too (when the server is reachable)."""
     try:
         from .state import StateStore
 
-        removed = StateStore(state).delete(name)
+        store = StateStore(state)
+        value = store.get(name)
+        removed = store.delete(name)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
     typer.echo(f"reset {name}" if removed else f"no checkpoint named {name!r}")
+    if _slot_status(value) is not None:
+        from .connectors.sources.postgres_cdc import drop_slot
+
+        try:
+            done = drop_slot(value["url"], value["slot"], value.get("publication"), timeout=3)
+            typer.echo(f"dropped {', '.join(done)}" if done else f"slot {value['slot']} was already gone")
+        except Exception as e:  # noqa: BLE001 - the checkpoint is reset either way
+            from .redact import redact
+
+            typer.echo(f"could not drop slot {value['slot']} ({redact(str(e))}); drop it with: nebula cdc drop "
+                       f"--slot {value['slot']} --url URL", err=True)
+
+
+@cdc_app.command("drop")
+def cdc_drop(
+    slot: Annotated[str, Opt(help="Replication slot name.")],
+    url: Annotated[str, Opt(help="postgresql:// URL of the source database.")],
+    publication: Annotated[str | None, Opt(help="Publication (default: named like the slot).")] = None,
+) -> None:
+    """Drop a PostgreSQL CDC pipeline's replication slot and publication (the server stops keeping WAL for it)."""
+    try:
+        from .connectors.sources.postgres_cdc import drop_slot
+
+        done = drop_slot(url, slot, publication)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
+        _fail(e)
+    typer.echo(f"dropped {', '.join(done)}" if done else f"nothing to drop: no slot or publication {slot!r}")
 
 
 @app.command("init")

@@ -415,6 +415,7 @@ class PostgresCdcSource(Source):
         parts = self._parts(txns)
         if txns:
             self._lsn = txns[-1].end_lsn
+        self._check_lag()
         return Round(parts=parts, checkpoint=self.state(), caught_up=caught, changes=changes)
 
     def _parts(self, txns: list[_Txn]) -> dict:
@@ -488,6 +489,27 @@ class PostgresCdcSource(Source):
             if segs:
                 per[t] = segs
         return {t: _ChangePart(self, t, ix, segs) for t, segs in per.items()}
+
+    def _check_lag(self) -> None:
+        """A warning (stderr and the run's warnings) when the slot holds more than ``lag_warn_bytes`` of WAL."""
+        now = time.monotonic()
+        if self._conn is None or now - getattr(self, "_lag_checked", -1e9) < 30:
+            return
+        self._lag_checked = now
+        try:
+            row = self._conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::int8 "
+                                     "FROM pg_replication_slots WHERE slot_name = %s", (self.slot,)).fetchone()
+        except Exception:  # noqa: BLE001 - a status check only
+            return
+        lag = int(row[0] or 0) if row else 0
+        if lag > self.lag_warn:
+            import logging
+
+            msg = (f"replication slot {self.slot!r} holds {lag} bytes of WAL (more than {self.lag_warn}); the "
+                   "server keeps it until the pipeline catches up (nebula cdc drop --slot to give it up)")
+            logging.getLogger("nebula").warning(msg)
+            if msg not in self.warnings:
+                self.warnings.append(msg)
 
     def _rel_of(self, t: str) -> _Rel:
         oid = next(o for o, n in self._oids.items() if n == t)
@@ -891,3 +913,53 @@ def _has_unchanged(ix: _Index, rows: np.ndarray) -> bool:
 
 
 PostgresCdcSource._has_unchanged = staticmethod(_has_unchanged)
+
+
+# -- operations: slot status (nebula state show), dropping slot and publication (nebula cdc drop) ----------
+
+def slot_status(checkpoint: dict, *, timeout: float = 3) -> dict:
+    """``{"slot", "lag_bytes", "confirmed_flush_lsn", "wal_status", "active"}`` of a CDC checkpoint's slot
+    (``lag_bytes``: WAL the server keeps for it), or ``{"slot", "error"}`` when the server cannot tell (unreachable,
+    slot gone). Never raises."""
+    import psycopg
+
+    from ..destinations.postgres import safe_message
+
+    slot, url = checkpoint.get("slot"), checkpoint.get("url") or ""
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True) as c:
+            row = c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::int8, "
+                            "confirmed_flush_lsn::text, wal_status, active FROM pg_replication_slots "
+                            "WHERE slot_name = %s", (slot,)).fetchone()
+    except Exception as e:  # noqa: BLE001 - status only
+        return {"slot": slot, "error": f"server unreachable: {safe_message(url, str(e))[:200]}"}
+    if row is None:
+        return {"slot": slot, "error": "the slot does not exist (dropped?)"}
+    return {"slot": slot, "lag_bytes": int(row[0] or 0), "confirmed_flush_lsn": row[1], "wal_status": row[2],
+            "active": bool(row[3])}
+
+
+def drop_slot(url: str, slot: str, publication: str | None = None, *, timeout: float = 10) -> list[str]:
+    """Drop the replication slot and the publication (default: named like the slot); returns what was dropped."""
+    import psycopg
+
+    from ..destinations.postgres import connect, quote_ident, safe_message
+
+    publication = publication or slot
+    done = []
+    c = connect(url, timeout=timeout, autocommit=True)
+    try:
+        row = c.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+        if row is not None:
+            if row[0] is not None:
+                raise SourceError(f"replication slot {slot!r} is in use by process {row[0]} (stop that pipeline first)")
+            c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            done.append(f"slot {slot}")
+        if c.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone():
+            c.execute(f"DROP PUBLICATION {quote_ident(publication)}")
+            done.append(f"publication {publication}")
+    except psycopg.Error as e:
+        raise SourceError(f"cannot drop {slot!r}: {safe_message(url, str(e))}") from None
+    finally:
+        c.close()
+    return done

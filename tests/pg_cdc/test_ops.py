@@ -1,0 +1,78 @@
+"""Operations: state show (slot lag, last LSN), cdc drop, state reset drops the slot, the lag warning."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import nebula
+from nebula.connectors.sources.postgres_cdc import PostgresCdcSource, slot_status
+from nebula.state import StateStore
+
+
+def _cli(*args):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    return subprocess.run([sys.executable, "-m", "nebula.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def _setup(src_db, tmp_path):
+    dsn, c = src_db
+    c.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+    c.execute("INSERT INTO items SELECT g, 'x' FROM generate_series(1, 100) g")
+    nebula.copy(dsn, f"sqlite:///{tmp_path}/o.db", tables="items", cdc=True, until_caught_up=True, mode="merge",
+                state=str(tmp_path / "s.db"), progress="none")
+    return dsn, c
+
+
+def test_state_show_prints_lag_and_lsn_then_cdc_drop(src_db, tmp_path):
+    dsn, c = _setup(src_db, tmp_path)
+    c.execute("INSERT INTO items SELECT g, repeat('y', 100) FROM generate_series(101, 1100) g")
+    r = _cli("state", "show", "items", "--state", str(tmp_path / "s.db"))
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.strip().startswith("slot nebula_items"))
+    lag = int(line.split("lag ")[1].split(" bytes")[0])
+    assert lag > 100_000 and "last LSN" in line
+    r = _cli("state", "show", "--json", "--state", str(tmp_path / "s.db"))
+    st = json.loads(r.stdout)["state"][0]
+    assert st["slot"]["lag_bytes"] >= lag and st["value"]["lsn_text"] == st["slot"]["confirmed_flush_lsn"]
+    r = _cli("cdc", "drop", "--slot", "nebula_items", "--url", dsn)
+    assert r.returncode == 0 and "slot nebula_items" in r.stdout and "publication nebula_items" in r.stdout
+    assert c.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+    assert c.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+    r = _cli("state", "show", "items", "--state", str(tmp_path / "s.db"))
+    assert "does not exist" in r.stdout
+
+
+def test_state_show_with_the_server_unreachable(tmp_path):
+    store = StateStore(str(tmp_path / "s.db"))
+    store.set("x", {"lsn": 5, "lsn_text": "0/5", "slot": "s", "url": "postgresql://postgres@127.0.0.1:1/db"})
+    r = _cli("state", "show", "--state", str(tmp_path / "s.db"))
+    assert r.returncode == 0 and "server unreachable" in r.stdout
+    assert "error" in slot_status({"slot": "s", "url": "postgresql://u:secret@127.0.0.1:1/db"})
+    assert "secret" not in json.dumps(slot_status({"slot": "s", "url": "postgresql://u:secret@127.0.0.1:1/db"}))
+
+
+def test_state_reset_drops_slot_and_publication(src_db, tmp_path):
+    dsn, c = _setup(src_db, tmp_path)
+    r = _cli("state", "reset", "items", "--state", str(tmp_path / "s.db"))
+    assert r.returncode == 0 and "dropped slot nebula_items, publication nebula_items" in r.stdout
+    assert c.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+
+
+def test_lag_warning(src_db, tmp_path):
+    dsn, c = _setup(src_db, tmp_path)
+    c.execute("INSERT INTO items SELECT g, 'z' FROM generate_series(101, 2000) g")
+    st = StateStore(str(tmp_path / "s.db")).get("items")
+    src = PostgresCdcSource(dsn, options={"tables": "items", "cdc": True, "lag_warn_bytes": 1000})
+    src.describe()
+    src.resume(st)
+    src.open()
+    try:
+        src.next_round(max_changes=10, max_seconds=2, stop=threading.Event())
+    finally:
+        src.close()
+    assert any("holds" in w and "bytes of WAL" in w for w in src.warnings)
