@@ -15,7 +15,9 @@
 - **Rollover**: a new file once ``max_rows_per_file`` rows or about ``max_file_size`` bytes (the
   Arrow size for Parquet, the encoded size for text) are in one; at most ``max_open_files`` files
   are open (the least recently used is finished first) and their pending Parquet row groups share
-  about 256 MiB, so memory stays bounded (plus one upload part per open object on S3).
+  about 256 MiB, so memory stays bounded (plus at most one upload part, 10 MiB in pyarrow, per open
+  object on S3). A batch that touches more partitions than ``max_open_files`` finishes files early:
+  correct, but many small files (1M rows over 165 partitions on moto: 7 s with 256 open, 108 s with 32).
 - **Commit**: files are written under ``<prefix>/_staging/<run_id>/``; only when every one is
   complete are they moved (rename locally, server-side copy on object stores) to their final names,
   then ``_manifest.json`` (files, rows, bytes, schema, run id, the pipeline checkpoint) is written
@@ -312,7 +314,7 @@ class PartitionedDestination(Destination):
     """A directory or object prefix of files, optionally Hive-partitioned (see the module docstring).
 
     Options: ``format`` (parquet default, csv, jsonl), ``partition_by`` (``country,date(ts)``),
-    ``max_rows_per_file``, ``max_file_size`` (bytes), ``max_open_files`` (default 32), ``run_id``,
+    ``max_rows_per_file``, ``max_file_size`` (bytes), ``max_open_files`` (default 256), ``run_id``,
     ``compression``, ``compression_level``, ``row_group_rows``.
     """
 
@@ -335,7 +337,7 @@ class PartitionedDestination(Destination):
             raise ConfigError(f"{url}: a directory output is parquet, csv or jsonl, not {self.format!r}")
         self.max_rows = int(opts.get("max_rows_per_file") or 0) or None
         self.max_bytes = _size(opts.get("max_file_size")) or None
-        self.max_open = int(opts.get("max_open_files") or 32)
+        self.max_open = int(opts.get("max_open_files") or 256)
         if (self.max_rows is not None and self.max_rows < 1) or self.max_open < 1:
             raise ConfigError(f"{url}: max_rows_per_file and max_open_files must be positive")
         self.run_id = str(opts.get("run_id") or time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3))
