@@ -188,3 +188,32 @@ def fill_unchanged(row_first, rows, n, col, kinds, starts, ends, flags, row_key,
         if k >= 0:
             prev_field[k] = i
     return left
+
+
+@njit(nogil=True, cache=True)
+def old_key_changed(buf, starts, ends, kinds, row_first, old_rows, n, key_cols, out):
+    """``out[j] = 1`` when the ``O`` old image ``old_rows[j]`` differs from its new image (the next output row)
+    in a key column of ``key_cols``: that old key must be deleted (replica identity full sends the old image
+    with every update, ``K`` only when the key changed)."""
+    for j in range(n):
+        o = old_rows[j]
+        a = row_first[o]
+        b = row_first[o + 1]
+        changed = 0
+        for c in key_cols:
+            ka = kinds[a + c]
+            kb = kinds[b + c]
+            if ka != kb:
+                changed = 1
+                break
+            la = ends[a + c] - starts[a + c]
+            if la != ends[b + c] - starts[b + c]:
+                changed = 1
+                break
+            for t in range(la):
+                if buf[starts[a + c] + t] != buf[starts[b + c] + t]:
+                    changed = 1
+                    break
+            if changed:
+                break
+        out[j] = changed

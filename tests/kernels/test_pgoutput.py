@@ -160,3 +160,19 @@ def test_fill_unchanged_from_the_previous_image_of_the_key():
     left = k.fill_unchanged(rf, order, rows, 1, kd, st_, en, fl, key, np.zeros(2, np.int64))
     assert left == 1  # key 2 had no earlier image
     assert bytes(buf[st_[rf[2] + 1]:en[rf[2] + 1]]) == b"big" and kd[rf[3] + 1] == k.KIND_UNCHANGED
+
+
+def test_old_key_changed():
+    msgs = [message("U", 1, [b"1", b"a"], [b"1", b"b"], b"O"), message("U", 1, [b"2", b"a"], [b"1", b"a"], b"O"),
+            message("U", 1, [b"3", b"a"], [None, b"a"], b"O")]
+    buf = np.frombuffer(b"".join(msgs), np.uint8)
+    lens = np.array([len(m) for m in msgs], np.int64)
+    ends = np.cumsum(lens)
+    rows, fields, _ = k.count_changes(buf, ends - lens, ends, 3)
+    rm, ro, rr, rf, rn = (np.zeros(rows, d) for d in (np.int64, np.int8, np.int64, np.int64, np.int32))
+    st_, en, fl, kd = (np.zeros(fields, d) for d in (np.int64, np.int64, np.uint8, np.uint8))
+    k.index_changes(buf, ends - lens, ends, 3, rm, ro, rr, rf, rn, st_, en, fl, kd)
+    olds = np.flatnonzero(ro == k.OP_OLD).astype(np.int64)
+    out = np.zeros(3, np.uint8)
+    k.old_key_changed(buf, st_, en, kd, rf, olds, 3, np.array([0], np.int64), out)
+    assert list(out) == [0, 1, 1]

@@ -260,3 +260,78 @@ def test_wal_level_not_logical(pg_dsn, tmp_path):
                     progress="none", state=str(tmp_path / "s.db"))
 
 
+
+
+def test_replication_connection_killed_mid_stream_is_resumed(src_db, tmp_path):
+    """The walsender terminated (twice) while a backlog streams: reconnected, nothing lost or doubled."""
+    import psycopg
+
+    dsn, c = src_db
+    seed(c, 10)
+    db = tmp_path / "log.db"
+    copy(dsn, f"sqlite:///{db}", tmp_path / "s.db", tables="orders", mode="append")
+    with psycopg.connect(dsn) as w:  # a backlog of 3000 one-row transactions
+        for i in range(3000):
+            w.execute("INSERT INTO orders (id, qty) VALUES (%s, 1)", (1000 + i,))
+            w.commit()
+    end_marker(c)
+    killed = []
+
+    def killer():
+        import psycopg as pg
+
+        with pg.connect(dsn, autocommit=True) as k:
+            deadline = time.monotonic() + 20
+            while len(killed) < 2 and time.monotonic() < deadline:
+                row = k.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                                "WHERE slot_name = 'nebula_orders' AND active_pid IS NOT NULL").fetchone()
+                if row:
+                    killed.append(1)
+                    time.sleep(0.3)
+                time.sleep(0.01)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    r = copy(dsn, f"sqlite:///{db}", tmp_path / "s.db", tables="orders", mode="append", max_changes=200)
+    t.join()
+    assert killed and any("connection lost" in x for x in r.warnings)
+    with sqlite3.connect(db) as s:
+        ids = [x[0] for x in s.execute("SELECT id FROM orders WHERE _op = 'c'").fetchall()]
+    assert sorted(ids) == list(range(1000, 4000))
+
+
+def test_missing_replication_privilege_is_a_clear_error(src_db, tmp_path):
+    dsn, c = src_db
+    c.execute("CREATE TABLE plain (id int PRIMARY KEY)")
+    c.execute("DROP ROLE IF EXISTS norepl")
+    c.execute("CREATE ROLE norepl LOGIN")
+    c.execute("ALTER TABLE plain OWNER TO norepl")
+    c.execute(f"GRANT CREATE ON DATABASE {dsn.rsplit('/', 1)[1]} TO norepl")
+    url = dsn.replace("postgres@", "norepl@")
+    with pytest.raises(NebulaError, match="REPLICATION attribute"):
+        copy(url, f"sqlite:///{tmp_path}/o.db", tmp_path / "s.db", tables="plain")
+    c.execute("DROP PUBLICATION IF EXISTS nebula_plain")
+    c.execute("DROP TABLE plain")
+    c.execute(f"REVOKE CREATE ON DATABASE {dsn.rsplit('/', 1)[1]} FROM norepl")
+    c.execute("DROP ROLE norepl")
+
+
+def test_table_without_primary_key(src_db, tmp_path):
+    """The rule: the change log needs no key; merge needs --key (and the source table a replica identity for
+    its updates and deletes, which PostgreSQL itself enforces)."""
+    dsn, c = src_db
+    c.execute("CREATE TABLE nokey (a int, b text)")
+    c.execute("INSERT INTO nokey VALUES (1, 'x')")
+    copy(dsn, f"sqlite:///{tmp_path}/log.db", tmp_path / "s.db", tables="nokey", mode="append")
+    c.execute("INSERT INTO nokey VALUES (2, 'y')")
+    r = copy(dsn, f"sqlite:///{tmp_path}/log.db", tmp_path / "s.db", tables="nokey", mode="append")
+    assert r.rows_written == 1
+    with pytest.raises(NebulaError, match="no primary key"):
+        copy(dsn, f"sqlite:///{tmp_path}/m.db", tmp_path / "m.db", tables="nokey", slot="nokey_merge")
+    c.execute("ALTER TABLE nokey REPLICA IDENTITY FULL")
+    c.execute("UPDATE nokey SET b = 'z' WHERE a = 1")
+    copy(dsn, f"sqlite:///{tmp_path}/k.db", tmp_path / "k.db", tables="nokey", slot="nokey_k", key="a")
+    c.execute("UPDATE nokey SET b = 'w' WHERE a = 2")
+    c.execute("UPDATE nokey SET a = 3 WHERE a = 1")  # the key changes: the old image says which row goes
+    copy(dsn, f"sqlite:///{tmp_path}/k.db", tmp_path / "k.db", tables="nokey", slot="nokey_k", key="a")
+    assert dest_rows(tmp_path / "k.db", "nokey", "a, b") == source_rows(c, "nokey", "a, b")

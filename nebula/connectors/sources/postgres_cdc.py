@@ -3,7 +3,8 @@
 ``nebula copy postgresql://…/db DEST --cdc [--tables public.a,b] [--slot NAME] [--until-caught-up]``. Options:
 ``tables`` (``schema.table`` or ``table`` = ``public.table``; default every table of ``public``), ``slot``
 (default ``nebula_<name>``), ``publication`` (default the slot's name), ``lag_warn_bytes`` (default 1 GiB),
-``connect_timeout``. Destination tables are named after the source tables (without their schema).
+``connect_timeout``, ``retries`` (reconnections of a lost replication connection in a row, default 5).
+Destination tables are named after the source tables (without their schema).
 
 Start. A publication for the tables is created (or extended with missing tables). Without a checkpoint the slot
 is (re)created on a replication connection with ``CREATE_REPLICATION_SLOT … LOGICAL pgoutput EXPORT_SNAPSHOT``;
@@ -61,9 +62,9 @@ from ...types import LogicalType
 from ..base import Capabilities, ParseStats, Source
 
 _OWN = ("tables", "cdc", "slot", "publication", "until_caught_up", "max_changes", "max_seconds",
-        "connect_timeout", "lag_warn_bytes", "table", "db_schema")
+        "connect_timeout", "retries", "lag_warn_bytes", "table", "db_schema")
 _IGNORED = ("infer_schema", "columns", "schema", "on_error", "threads", "batch_rows", "dictionary",
-            "dictionary_max", "sample_bytes", "block_size", "cursor", "retries")
+            "dictionary_max", "sample_bytes", "block_size", "cursor")
 _CHANGE = [Field("_op", LogicalType("string")), Field("_lsn", LogicalType("int64")),
            Field("_commit_ts", LogicalType("timestamp", tz="UTC"))]
 _OPS = {1: "c", 2: "u", 3: "d"}
@@ -157,6 +158,8 @@ class PostgresCdcSource(Source):
         self.opts = opts
         self.batch_rows = int(opts.get("batch_rows") or 65536)
         self.timeout = float(opts.get("connect_timeout") or 10)
+        self.retries = int(opts.get("retries") if opts.get("retries") is not None else 5)
+        self._handed = 0  # end LSN of the last transaction the reader handed over
         self.lag_warn = int(opts.get("lag_warn_bytes") or (1 << 30))
         want = opts.get("tables") or opts.get("table") or ""
         if isinstance(want, str):
@@ -236,6 +239,20 @@ class PostgresCdcSource(Source):
             self._state = {"lsn": min(self._table_states.values())}
 
     def open(self) -> None:
+        import psycopg
+
+        try:
+            self._open()
+        except psycopg.Error as e:
+            from ..destinations.postgres import safe_message
+
+            msg = safe_message(self.url, str(e))
+            if isinstance(e, psycopg.errors.InsufficientPrivilege):
+                raise ConfigError(f"{self.label}: {msg} (CDC needs a user that owns the tables or can create the "
+                                  "publication, with the REPLICATION attribute)") from None
+            raise SourceError(f"{self.label}: {msg}", retryable=isinstance(e, psycopg.OperationalError)) from None
+
+    def _open(self) -> None:
         self.describe()
         cur = self._conn.cursor()
         self._ensure_publication(cur)
@@ -317,7 +334,8 @@ class PostgresCdcSource(Source):
             from ..destinations.postgres import safe_message
 
             msg = safe_message(self.url, str(e))
-            if "replication" in msg.lower() and ("permission" in msg.lower() or "pg_hba" in msg.lower()):
+            low = msg.lower()
+            if "replication" in low and ("permission" in low or "pg_hba" in low or "replication role" in low):
                 raise ConfigError(f"{self.label}: no replication connection: {msg} (the user needs the "
                                   "REPLICATION attribute and pg_hba.conf must allow it)") from None
             raise ConnectionFailed(f"{self.label}: cannot open a replication connection: {msg}") from None
@@ -530,12 +548,19 @@ class PostgresCdcSource(Source):
 
     # -- the replication reader thread ----------------------------------------------------------------------
     def _start_stream(self) -> None:
-        from ..destinations.postgres import quote_ident
 
         if self._repl is None:
             self._repl = self._replication_connection()
+        self._handed = self._lsn
+        self._start_replication(self._lsn)
+        self._reader = threading.Thread(target=self._read_stream, name="nebula-pgoutput", daemon=True)
+        self._reader.start()
+
+    def _start_replication(self, lsn: int) -> None:
+        from ..destinations.postgres import quote_ident
+
         pub = quote_ident(self.publication).replace("'", "''")
-        sql = (f"START_REPLICATION SLOT {quote_ident(self.slot)} LOGICAL {lsn_text(self._lsn)} "
+        sql = (f"START_REPLICATION SLOT {quote_ident(self.slot)} LOGICAL {lsn_text(lsn)} "
                f"(proto_version '1', publication_names '{pub}', messages 'true')")
         pg = self._repl.pgconn
         pg.send_query(sql.encode())
@@ -548,8 +573,6 @@ class PostgresCdcSource(Source):
             if "does not exist" in msg:
                 self._check_slot(self._conn.cursor())
             raise SourceError(f"{self.label}: START_REPLICATION failed: {msg.strip()}")
-        self._reader = threading.Thread(target=self._read_stream, name="nebula-pgoutput", daemon=True)
-        self._reader.start()
 
     def _send_status(self, reply: bool) -> None:
         lsn = self._ack
@@ -574,13 +597,36 @@ class PostgresCdcSource(Source):
             self._send_status(self._scanned < self._target)
 
     def _read_stream(self) -> None:
-        try:
-            self._stream()
-        except Exception as e:  # noqa: BLE001 - handed to next_round
-            if not self._stop.is_set():
+        """Stream until stopped; a lost connection is reopened (with backoff, up to ``retries`` times in a row)
+        from the end of the last transaction handed over; the partial one is read again, never twice."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._stream()
+                return
+            except Exception as e:  # noqa: BLE001 - handed to next_round
+                if self._stop.is_set():
+                    return
+                lost = isinstance(e, SourceError) and e.retryable or not isinstance(e, DataError | SourceError |
+                                                                                      ConfigError)
+                failures += 1
+                if lost and failures <= self.retries:
+                    self.warnings.append(f"replication connection lost ({str(e)[:120]}); resumed from "
+                                         f"{lsn_text(self._handed)}")
+                    time.sleep(min(5.0, 0.2 * 2 ** failures))
+                    try:
+                        self._repl.close()
+                        self._repl = self._replication_connection()
+                        self._start_replication(self._handed)
+                        continue
+                    except Exception as e2:  # noqa: BLE001
+                        e = e2
+                        if failures < self.retries:
+                            continue
                 self._put(e if isinstance(e, DataError | SourceError | ConfigError) else
                           SourceError(f"{self.label}: reading the replication stream failed: {type(e).__name__}: "
                                       f"{e}", retryable=True), None)
+                return
 
     def _stream(self) -> None:
         pg = self._repl.pgconn
@@ -627,8 +673,10 @@ class PostgresCdcSource(Source):
                 if tx is not None:
                     _, _, end, ts = struct.unpack_from(">BQQq", m, 1)
                     tx.end_lsn, tx.ts = end, ts + _PG_EPOCH_US
-                    if not self._put(tx, pg):
-                        return
+                    if end > self._handed:  # after a reconnection the server may resend the last one
+                        if not self._put(tx, pg):
+                            return
+                        self._handed = end
                     self._scanned = max(self._scanned, end)
                 tx = None
             elif k == b"R":
@@ -783,12 +831,25 @@ class _ChangePart(_Part):
 
     def _expand(self, s: _Seg) -> np.ndarray:
         """The segment's rows without old images, TOAST 'u' values filled from the key's previous image."""
+        from ...kernels import pgoutput as kp
+
         ix = self.ix
         rows = s.rows
-        olds = ix.row_op[rows] == 4
+        olds = ix.row_op[rows] == kp.OP_OLD
         if self.owner._has_unchanged(ix, rows):
             _fill_toast(self, ix, s, rows)
-        return rows[~olds]
+        if not olds.any():
+            return rows
+        names = [c[0] for c in s.rel.columns]
+        key = np.array([names.index(k) for k in (self.merge_key or self.owner.key_of(self.table)) if k in names],
+                       np.int64)
+        old_rows = rows[olds]
+        moved = np.zeros(old_rows.shape[0], np.uint8)
+        if key.shape[0]:
+            kp.old_key_changed(ix.buf, ix.starts, ix.ends, ix.kinds, ix.row_first, old_rows, old_rows.shape[0], key,
+                               moved)
+        ix.row_op[old_rows[moved == 1]] = kp.OP_DELETE  # the old key of an update that changed it
+        return rows[~olds | (ix.row_op[rows] == kp.OP_DELETE)]
 
     def parse(self, chunk, batch, rejects) -> ParseStats:
         from ...kernels import parse as kpar
