@@ -335,3 +335,30 @@ def test_table_without_primary_key(src_db, tmp_path):
     c.execute("UPDATE nokey SET a = 3 WHERE a = 1")  # the key changes: the old image says which row goes
     copy(dsn, f"sqlite:///{tmp_path}/k.db", tmp_path / "k.db", tables="nokey", slot="nokey_k", key="a")
     assert dest_rows(tmp_path / "k.db", "nokey", "a, b") == source_rows(c, "nokey", "a, b")
+
+
+def test_server_settings_do_not_change_the_text_values(src_db, tmp_path):
+    """DateStyle/TimeZone of the database do not reach the parse kernels (the walsender's are fixed)."""
+    dsn, c = src_db
+    db = dsn.rsplit("/", 1)[1]
+    c.execute(f"ALTER DATABASE {db} SET datestyle = 'SQL, DMY'")
+    c.execute(f"ALTER DATABASE {db} SET timezone = 'America/New_York'")
+    c.execute("CREATE TABLE ev (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz, f real)")
+    out = f"sqlite:///{tmp_path}/o.db"
+    copy(dsn, out, tmp_path / "s.db", tables="ev")
+    c.execute("INSERT INTO ev VALUES (1, '2024-02-29', '2024-02-29 13:14:15.5', '2024-02-29 13:14:15+02', 0.1)")
+    copy(dsn, out, tmp_path / "s.db", tables="ev")
+    with sqlite3.connect(tmp_path / "o.db") as s:
+        assert s.execute("SELECT d, ts, tz, f FROM ev").fetchone() == (
+            "2024-02-29", "2024-02-29T13:14:15.500000", "2024-02-29T11:14:15.000000Z", pytest.approx(0.1))
+
+
+def test_slot_limit_reached_is_a_clear_error(src_db, tmp_path):
+    dsn, c = src_db
+    c.execute("CREATE TABLE s (id int PRIMARY KEY)")
+    used = c.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0]
+    limit = int(c.execute("SHOW max_replication_slots").fetchone()[0])
+    for i in range(limit - used):
+        c.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (f"filler_{i}",))
+    with pytest.raises(NebulaError, match="max_replication_slots"):
+        copy(dsn, f"sqlite:///{tmp_path}/o.db", tmp_path / "s.db", tables="s")

@@ -329,7 +329,10 @@ class PostgresCdcSource(Source):
         import psycopg
 
         try:
-            return psycopg.connect(self.url, replication="database", autocommit=True, connect_timeout=self.timeout)
+            # pgoutput's text values follow the walsender's settings: fix the ones the parse kernels read
+            return psycopg.connect(self.url, replication="database", autocommit=True, connect_timeout=self.timeout,
+                                   options="-c datestyle=ISO,YMD -c timezone=UTC -c extra_float_digits=1 "
+                                           "-c intervalstyle=postgres -c bytea_output=hex")
         except psycopg.OperationalError as e:
             from ..destinations.postgres import safe_message
 
