@@ -76,3 +76,25 @@ def test_lag_warning(src_db, tmp_path):
     finally:
         src.close()
     assert any("holds" in w and "bytes of WAL" in w for w in src.warnings)
+
+
+def test_yaml_pipeline(src_db, tmp_path):
+    dsn, c = src_db
+    c.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+    c.execute("INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+    (tmp_path / "p.yml").write_text(
+        "pipelines:\n  - name: items_cdc\n"
+        f"    source: {dsn}\n    destination: sqlite:///{tmp_path}/o.db\n"
+        "    cdc: true\n    slot: yaml_slot\n    tables: [public.items]\n    until_caught_up: true\n    mode: merge\n    key: [id]\n")
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    run = [sys.executable, "-m", "nebula.cli", "run", str(tmp_path / "p.yml"), "--state", str(tmp_path / "s.db")]
+    r = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    c.execute("UPDATE items SET v = 'c' WHERE id = 2")
+    r = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "o.db") as s:
+        assert s.execute("SELECT id, v FROM items ORDER BY id").fetchall() == [(1, "a"), (2, "c")]
+    assert c.execute("SELECT slot_name FROM pg_replication_slots").fetchall() == [("yaml_slot",)]
