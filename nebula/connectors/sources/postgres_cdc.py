@@ -433,9 +433,12 @@ class PostgresCdcSource(Source):
             txns.append(item)
             changes += len(item.starts)
             caught = item.end_lsn >= self._target
+        scanned = self._scanned  # read before the queue: every transaction ending by then was queued before
         parts = self._parts(txns)
         if txns:
             self._lsn = txns[-1].end_lsn
+        if self._queue.empty() and scanned > self._lsn:
+            self._lsn = scanned  # idle past our tables' last change: let the slot release that WAL
         self._check_lag()
         return Round(parts=parts, checkpoint=self.state(), caught_up=caught, changes=changes)
 
