@@ -447,21 +447,20 @@ class PostgresCdcSource(Source):
 
         if not txns:
             return {}
-        bufs, starts, ends, msg_txn, events = [], [], [], [], []
-        base = 0
-        nmsg = 0
-        for i, tx in enumerate(txns):
-            s = np.asarray(tx.starts, np.int64)
-            e = np.append(s[1:], len(tx.buf)) if len(s) else s
-            bufs.append(bytes(tx.buf))
-            starts.append(s + base)
-            ends.append(e + base)
-            msg_txn.append(np.full(len(s), i, np.int64))
-            events += [(nmsg + m, kind, payload, i) for m, kind, payload in tx.events]
-            base += len(tx.buf)
-            nmsg += len(s)
-        buf = np.frombuffer(b"".join(bufs), np.uint8) if base else np.zeros(1, np.uint8)
-        ms, me, mt = np.concatenate(starts), np.concatenate(ends), np.concatenate(msg_txn)
+        import itertools
+
+        counts = np.array([len(tx.starts) for tx in txns], np.int64)
+        sizes = np.array([len(tx.buf) for tx in txns], np.int64)
+        bases = np.cumsum(sizes) - sizes
+        nmsg = int(counts.sum())
+        base = int(sizes.sum())
+        ms = np.fromiter(itertools.chain.from_iterable(tx.starts for tx in txns), np.int64, nmsg)
+        ms += np.repeat(bases, counts)
+        me = np.append(ms[1:], base) if nmsg else ms  # the buffers are contiguous: a message ends where the next starts
+        mt = np.repeat(np.arange(len(txns), dtype=np.int64), counts)
+        firsts = np.cumsum(counts) - counts
+        events = [(int(firsts[i]) + m, kind, payload, i) for i, tx in enumerate(txns) for m, kind, payload in tx.events]
+        buf = np.frombuffer(b"".join(tx.buf for tx in txns), np.uint8) if base else np.zeros(1, np.uint8)
         self.bytes_read += base
         rows, nf, bad = kp.count_changes(buf, ms, me, nmsg)
         if bad >= 0:
@@ -656,6 +655,11 @@ class PostgresCdcSource(Source):
                 msg = pg.error_message.decode(errors="replace").strip()
                 raise SourceError(f"{self.label}: the replication stream ended: {msg or 'closed by the server'}",
                                   retryable=True)
+            if n > 25 and data[0] == 119 and data[25] in (73, 85, 68):  # XLogData of I/U/D: the hot path
+                if tx is not None:
+                    tx.starts.append(len(tx.buf))
+                    tx.buf += data[25:]
+                continue
             b = bytes(data)
             if b[0] == 107:  # 'k' keepalive
                 wal_end, _, reply = struct.unpack_from(">QqB", b, 1)
