@@ -30,7 +30,8 @@ for _spec in (
     ConnectorSpec("sqlite", "destination", _D + "sqlite:SqliteDestination", ("sqlite",),
                   description="SQLite table: append, replace (atomic swap) or merge by key"),
     ConnectorSpec("postgresql", "source", _S + "postgres:PostgresSource", ("postgresql", "postgres"), extra="postgres",
-                  description="PostgreSQL table (options: table, cursor): binary COPY decoded by kernels"),
+                  description="PostgreSQL table (options: table, cursor): binary COPY decoded by kernels; --cdc: "
+                  "exported snapshot + pgoutput logical replication (LSN resume)"),
     ConnectorSpec("postgresql", "destination", _D + "postgres:PostgresDestination", ("postgresql", "postgres"),
                   extra="postgres", description="PostgreSQL table: binary COPY, append/replace/merge, state in the "
                   "same transaction"),

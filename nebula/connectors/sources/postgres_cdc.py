@@ -348,11 +348,7 @@ class PostgresCdcSource(Source):
 
         from ..destinations.postgres import connect, quote_ident
 
-        cur.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (self.slot,))
-        row = cur.fetchone()
-        if row is not None:  # ours from an earlier run whose checkpoint was reset: a new snapshot needs a new slot
-            if row[0] is not None:
-                raise SourceError(f"{self.label}: replication slot {self.slot!r} is in use by process {row[0]}")
+        if self._wait_slot_free(cur):  # ours from an earlier run without a checkpoint: a new snapshot, a new slot
             cur.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
         self._repl = self._replication_connection()
         try:
@@ -371,6 +367,20 @@ class PostgresCdcSource(Source):
         self._snap = snap
         self._snapshot_pending = True
         self._snapshot_ts = int(time.time() * 1_000_000)
+
+    def _wait_slot_free(self, cur, timeout: float = 15) -> bool:
+        """Whether the slot exists; waits while a process still holds it (a killed run's walsender takes a moment
+        to go), then a clear error."""
+        deadline = time.monotonic() + timeout
+        while True:
+            cur.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (self.slot,))
+            row = cur.fetchone()
+            if row is None or row[0] is None:
+                return row is not None
+            if time.monotonic() > deadline:
+                raise SourceError(f"{self.label}: replication slot {self.slot!r} is in use by process {row[0]} "
+                                  "(another pipeline on the same slot?)")
+            time.sleep(0.2)
 
     def _check_slot(self, cur) -> None:
         cur.execute("SELECT plugin, wal_status, confirmed_flush_lsn::text FROM pg_replication_slots "
@@ -555,6 +565,7 @@ class PostgresCdcSource(Source):
     def _start_stream(self) -> None:
 
         if self._repl is None:
+            self._wait_slot_free(self._conn.cursor())
             self._repl = self._replication_connection()
         self._handed = self._lsn
         self._start_replication(self._lsn)
