@@ -376,3 +376,13 @@ def test_idle_slot_follows_other_writes(src_db, cdc_server, tmp_path):
     copy(dsn, out, tmp_path / "s.db", tables="orders")
     lag = c.execute("SELECT pg_wal_lsn_diff(%s, confirmed_flush_lsn) FROM pg_replication_slots", (before,)).fetchone()
     assert lag[0] <= 0
+
+
+def test_a_table_added_to_a_running_pipeline_needs_a_new_snapshot(src_db, tmp_path):
+    dsn, c = src_db
+    seed(c, 3)
+    c.execute("CREATE TABLE more (id int PRIMARY KEY)")
+    copy(dsn, f"sqlite:///{tmp_path}/o.db", tmp_path / "s.db", tables="orders", name="p")
+    with pytest.raises(NebulaError, match=r"public.more not in this pipeline's snapshot.*state reset"):
+        copy(dsn, f"sqlite:///{tmp_path}/{{table}}.db", tmp_path / "s.db", tables="orders,more", name="p",
+             slot="nebula_orders")

@@ -260,6 +260,12 @@ class PostgresCdcSource(Source):
             self._create_slot_and_snapshot(cur)
         else:
             self._lsn = int(self._state["lsn"])
+            had = self._state.get("tables")
+            new = [f"{ns}.{t}" for ns, t in self._want if had is not None and f"{ns}.{t}" not in had]
+            if new:
+                raise ConfigError(f"{self.label}: {', '.join(new)} not in this pipeline's snapshot (it had "
+                                  f"{', '.join(had)}); a table joins with a new snapshot: nebula state reset NAME "
+                                  f"(default {self.name!r}) and run again, or give it its own pipeline (--name, --slot)")
             self._check_slot(cur)
         self._ack = self._lsn
         cur.execute("SELECT pg_current_wal_insert_lsn()::text")
@@ -272,7 +278,8 @@ class PostgresCdcSource(Source):
         if not self._lsn:
             return None
         return {"lsn": self._lsn, "lsn_text": lsn_text(self._lsn), "slot": self.slot,
-                "publication": self.publication, "url": url_without_password(self.url)}
+                "publication": self.publication, "url": url_without_password(self.url),
+                "tables": [f"{ns}.{t}" for ns, t in self._want]}
 
     def acknowledge(self, checkpoint: dict) -> None:
         self._ack = max(self._ack, int(checkpoint["lsn"]))
