@@ -255,8 +255,8 @@ class PostgresCdcSource(Source):
     def _open(self) -> None:
         self.describe()
         cur = self._conn.cursor()
-        self._ensure_publication(cur)
         if self._state is None:
+            self._ensure_publication(cur)
             self._create_slot_and_snapshot(cur)
         else:
             self._lsn = int(self._state["lsn"])
@@ -267,6 +267,7 @@ class PostgresCdcSource(Source):
                                   f"{', '.join(had)}); a table joins with a new snapshot: nebula state reset NAME "
                                   f"(default {self.name!r}) and run again, or give it its own pipeline (--name, --slot)")
             self._check_slot(cur)
+            self._ensure_publication(cur)
         self._ack = self._lsn
         cur.execute("SELECT pg_current_wal_insert_lsn()::text")
         self._target = lsn_int(cur.fetchone()[0])
