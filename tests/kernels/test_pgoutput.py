@@ -108,7 +108,7 @@ messages = st.one_of(
 )
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(messages, max_size=8))
 def test_kernel_matches_naive_decoder(msgs):
     got, _ = kernel_decode(msgs)
