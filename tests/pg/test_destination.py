@@ -213,6 +213,10 @@ def test_merge_applies_a_change_stream(pg_dsn, pg, table):
     d.write(batch_from_pylist(wider, [(6, "z", 7, "c", "p9", ts), (5, None, None, "d", "p10", ts)]))
     d.commit()
     assert rows_of(pg, f'SELECT * FROM "{table}" ORDER BY id') == [(2, "b2", None), (3, "C", None), (6, "z", 7)]
+    # a source TRUNCATE (a row of nulls with _op 't') empties the table; only later changes count
+    load(pg_dsn, wider, [(7, "p", 1, "c", "q1", ts), (None, None, None, "t", "q2", ts), (8, "a", 2, "c", "q3", ts),
+                         (2, "n", 3, "u", "q4", ts)], mode="merge", table=table, key=["id"])
+    assert rows_of(pg, f'SELECT * FROM "{table}" ORDER BY id') == [(2, "n", 3), (8, "a", 2)]
 
 
 def test_merge_into_existing_table_without_unique_index(pg_dsn, pg, table):

@@ -604,11 +604,20 @@ class PostgresDestination(Destination):
         return sent
 
     def _check_keys(self, batch) -> None:
+        truncates = None
+        if CHANGE_OP in self._schema:  # a truncate row of a change stream has no key
+            rb = batch.to_arrow()
+            import pyarrow.compute as pc
+
+            truncates = pc.fill_null(pc.equal(rb.column(CHANGE_OP), "t"), False).to_numpy(zero_copy_only=False)
         for k in self._key:
             col = batch.column(k)
             if col.null_count:
                 bits = np.unpackbits(col.validity, bitorder="little")[:batch.length]
-                row = int(np.flatnonzero(bits == 0)[0])
+                missing = (bits == 0) & ~truncates if truncates is not None else bits == 0
+                if not missing.any():
+                    continue
+                row = int(np.flatnonzero(missing)[0])
                 done = self._encoder.rows if isinstance(self._encoder, BinaryCopyEncoder) else 0
                 raise DataError(f"row {done + row + 1}: the merge key is null (every row needs a key)",
                                 path=f"{self._label()} table {self.table}", column=k)
@@ -654,7 +663,8 @@ class PostgresDestination(Destination):
 
     def _merge(self, cur) -> None:
         """Upsert the last change of every key; with a change stream (``_op``), a last change that is a
-        delete (``_op = 'd'``) deletes the row instead. One statement per kind, in the load's transaction."""
+        delete (``_op = 'd'``) deletes the row instead, and a truncate (``_op = 't'``) empties the table
+        before the changes that follow it. All in the load's transaction."""
         data = [f.name for f in self._data_schema(self._schema)]
         names = [quote_ident(n) for n in data]
         keys = ", ".join(quote_ident(k) for k in self._key)
@@ -667,6 +677,11 @@ class PostgresDestination(Destination):
                         f"{action}")
             return
         op = quote_ident(CHANGE_OP)
+        cur.execute(f"SELECT max(ctid) FROM {self._stage} WHERE {op} = 't'")
+        cut = cur.fetchone()[0]
+        if cut is not None:  # a source TRUNCATE: every row goes; only the changes after it count
+            cur.execute(f"DELETE FROM {self._qname}")
+            cur.execute(f"DELETE FROM {self._stage} WHERE ctid <= %s", (cut,))
         match = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in self._key)
         cur.execute(f"DELETE FROM {self._qname} AS t USING ({last}) AS s WHERE s.{op} = 'd' AND {match}")
         cur.execute(f"INSERT INTO {self._qname} ({cols}) SELECT {cols} FROM ({last}) AS s "

@@ -18,7 +18,7 @@ Modes: ``append`` inserts; ``replace`` loads ``<table>__nebula_new`` and swaps i
 (readers see the old table or the new one); ``merge`` upserts on ``key`` through a unique index.
 
 Change streams (CDC): in ``merge`` mode, when the batches carry an ``_op`` column, rows with ``_op == 'd'``
-delete by key, the others upsert, in batch order, and the change columns (``_op``, ``_pos``, ``_lsn``,
+delete by key, ``_op == 't'`` (a source TRUNCATE) deletes every row, the others upsert, in batch order, and the change columns (``_op``, ``_pos``, ``_lsn``,
 ``_commit_ts``) are not stored. The pipeline's checkpoint (:meth:`stage_state`) is written to a ``state``
 table of the same database inside the run's transaction, so rows and checkpoint commit together.
 """
@@ -251,17 +251,21 @@ class SqliteDestination(Destination):
         return rb.nbytes
 
     def _write_changes(self, rb) -> None:
-        """Upserts and deletes (``_op == 'd'``) in batch order: one executemany per run of the same kind."""
+        """Upserts, deletes (``_op == 'd'``) and truncates (``_op == 't'``: every row goes) in batch order:
+        one statement or executemany per run of the same kind."""
         import numpy as np
         import pyarrow.compute as pc
 
         op = rb.column(CHANGE_OP)
-        is_del = pc.fill_null(pc.equal(op, "d"), False).to_numpy(zero_copy_only=False)
-        cuts = [0, *(np.flatnonzero(np.diff(is_del.view(np.int8))) + 1).tolist(), len(is_del)]
+        kind = (pc.fill_null(pc.equal(op, "d"), False).to_numpy(zero_copy_only=False).astype(np.int8)
+                + 2 * pc.fill_null(pc.equal(op, "t"), False).to_numpy(zero_copy_only=False).astype(np.int8))
+        cuts = [0, *(np.flatnonzero(np.diff(kind)) + 1).tolist(), len(kind)]
         names = rb.schema.names
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             part = rb.slice(a, b - a)
-            if is_del[a]:
+            if kind[a] == 2:
+                self.conn.execute(f"DELETE FROM {quote_ident(self._target)}")
+            elif kind[a] == 1:
                 cols = [_python_values(part.column(names.index(k)), self._schema[k].type) for k in self._key]
                 self.conn.executemany(self._delete_sql, zip(*cols, strict=True))
             else:

@@ -21,8 +21,8 @@ writes per-column text spans in the layout of the CSV parse kernels, and the :mo
 kernels decode them (pgoutput sends text) - no Python object per change or value.
 
 Changes: the table's columns plus ``_op`` ('r' snapshot, 'c' insert, 'u' update (after image), 'd' delete (key
-columns; other columns null), 't' truncate (a row of nulls in the change log; in
-``--mode merge`` a truncate is an error naming the resync, the merge destinations cannot apply it), ``_lsn`` (int64: the
+columns; other columns null), 't' truncate (a row of nulls: the change log records it, ``--mode
+merge`` destinations delete every row there), ``_lsn`` (int64: the
 transaction's commit end LSN) and ``_commit_ts``. An update that changes the key gives a 'd' of the old key then
 the 'u'. Merge applies them by primary key (tables without one need ``--key``, and for updates and deletes
 ``REPLICA IDENTITY FULL`` or an index at the source, else PostgreSQL refuses them).
@@ -887,12 +887,7 @@ class _ChangePart(_Part):
         ix = self.ix
         data = [f for f in schema if f.name not in ("_op", "_lsn", "_commit_ts")]
         d = len(data)
-        if rows is None:  # truncate: one row of nulls
-            if self.merge_key:
-                raise SourceError(f"{self.owner.label}: table {self.table} was truncated at the source (LSN "
-                                  f"{lsn_text(seg.truncate_lsn)}); --mode merge cannot apply a TRUNCATE. Resync: "
-                                  "nebula state reset NAME, empty the destination table, run again (or use the "
-                                  "change log, --mode append, which records it as _op='t')")
+        if rows is None:  # truncate: one row of nulls (merge destinations empty the table there)
             n = 1
             for c in batch.columns[:d]:
                 c.null_count = 1
