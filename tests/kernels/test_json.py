@@ -303,6 +303,6 @@ def test_long_strings_special_byte_at_every_position(special):
     want_rows, want_bad = naive(data.split(b"\n")[:-1])
     assert [ln for ln, _, _ in rej] == want_bad
     assert rows == want_rows
-    for line, row in zip((x for i, x in enumerate(lines) if i + 1 not in want_bad), rows):
+    for line, row in zip((x for i, x in enumerate(lines) if i + 1 not in want_bad), rows, strict=True):
         ((name, (k, s, e)),) = row.items()
         assert decode(buf, k, s, e) == json.loads(line)[name]
