@@ -20,8 +20,8 @@ reported by ``row_err`` and ``(null_count, n_errors, first_err_row, ...)``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 from numba import config as _numba_config
+from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 if _numba_config.DISABLE_JIT:  # an intrinsic only exists compiled; coverage runs use this
