@@ -372,11 +372,13 @@ class MysqlSource(Source):
     def schema(self) -> Schema:  # the first table's (plain single-table use)
         return Schema([*self._schemas[self.tables[0]], *_CHANGE])
 
+    # A change source is driven in rounds by nebula.pipeline.cdc.run_cdc (``next_round`` hands out one
+    # ordinary source per table); it never runs under run_pipeline itself.
     def read(self):
-        raise NotImplementedError("MysqlSource runs through nebula.pipeline.cdc.run_cdc")
+        raise TypeError("MysqlSource is driven by nebula.pipeline.cdc.run_cdc (rounds), not run_pipeline")
 
     def parse(self, chunk, batch, rejects) -> ParseStats:
-        raise NotImplementedError
+        raise TypeError("MysqlSource is driven by nebula.pipeline.cdc.run_cdc (rounds), not run_pipeline")
 
     # -- connection and checks ----------------------------------------------------------------------------
     def _connect(self, **extra):

@@ -289,11 +289,13 @@ class PostgresCdcSource(Source):
     def schema(self) -> Schema:
         return Schema([*self._schemas[self.tables[0]], *_CHANGE])
 
+    # A change source is driven in rounds by nebula.pipeline.cdc.run_cdc (``next_round`` hands out one
+    # ordinary source per table); it never runs under run_pipeline itself.
     def read(self):
-        raise NotImplementedError("PostgresCdcSource runs through nebula.pipeline.cdc.run_cdc")
+        raise TypeError("PostgresCdcSource is driven by nebula.pipeline.cdc.run_cdc (rounds), not run_pipeline")
 
     def parse(self, chunk, batch, rejects) -> ParseStats:
-        raise NotImplementedError
+        raise TypeError("PostgresCdcSource is driven by nebula.pipeline.cdc.run_cdc (rounds), not run_pipeline")
 
     def close(self) -> None:
         self._stop.set()
