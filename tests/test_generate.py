@@ -20,9 +20,9 @@ def files(tmp_path_factory):
 
 def _check_record(i: int, r: dict) -> None:
     assert r["id"] == i + 1
-    assert 1 <= r["user_id"] <= 1_000_000
+    assert r["user_id"] in range(1, 1_000_001)
     assert 0.01 <= r["amount"] <= 10_000.00 and round(r["amount"], 2) == r["amount"]
-    assert 1 <= r["qty"] <= 100
+    assert r["qty"] in range(1, 101)
     assert r["country"] in COUNTRIES
     assert r["status"] in STATUSES
     assert r["ts"].year == 2025

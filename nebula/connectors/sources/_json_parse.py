@@ -9,30 +9,14 @@ again (as in the CSV source: the rare path stays simple, the common path a strai
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from ...errors import ParseError, TypeCoercionError
 from ..base import ParseStats
+from ._csv_parse import _dict_scratch, _scratch, _text  # the same per-thread scratch and messages
 
-_local = threading.local()
 _NO_KINDS = np.zeros(1, dtype=np.uint8)  # with ns = 0 every row reads kind missing
 _NO_SPANS = np.zeros(1, dtype=np.int64)
-
-
-def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
-    s = getattr(_local, "s", None)
-    if s is None or s[0].shape[0] < n:
-        s = (np.zeros(max(n, 1024), dtype=np.uint8), np.empty(max(n, 1024), dtype=np.int64))
-        _local.s = s
-    s[0][:n] = 0
-    return s
-
-
-def _text(raw: bytes, limit: int = 60) -> str:
-    t = raw.decode("utf-8", errors="replace")
-    return t if len(t) <= limit else t[:limit] + "…"
 
 
 def parse_spans(src, tok, batch, rejects) -> ParseStats:
@@ -118,16 +102,6 @@ def _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, r, j, f
         reason += (f" (the type was inferred from the first records; use --column {f.name}:string "
                    "or --no-infer-schema)")
     return TypeCoercionError(reason, path=tok.path, line=int(lines[r]), column=f.name, offset=base + s, raw=raw)
-
-
-def _dict_scratch(max_entries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    d = getattr(_local, "d", None)
-    if d is None or d[1].shape[0] < max_entries + 1:
-        size = 1 << max(4, int(2 * max_entries - 1).bit_length())
-        d = (np.empty(size, dtype=np.int32), np.empty(max_entries + 1, dtype=np.int32),
-             np.empty(max(1 << 16, max_entries * 64), dtype=np.uint8))
-        _local.d = d
-    return d
 
 
 def _dict_column(buf, kinds, starts, ends, ns, j, col, m, limit) -> int:

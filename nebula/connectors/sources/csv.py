@@ -157,6 +157,32 @@ class _Tokens:
         self.flags = np.empty(n, dtype=np.uint8)
 
 
+def fill_block(f, block: _Block, carry: np.ndarray, base: int) -> bool:
+    """Put ``carry`` (an incomplete record) then fresh bytes from ``f`` into ``block``, growing its buffer
+    when the carry would fill half of it; True at end of input. ``base`` is the input offset of ``carry``."""
+    m = carry.shape[0]
+    if m * 2 > block.buf.shape[0]:
+        block.buf = np.empty(max(block.buf.shape[0] * 2, m * 2), dtype=np.uint8)
+    block.buf[:m] = carry
+    block.base = base
+    view = memoryview(block.buf)[m:]
+    got = 0
+    eof = False
+    try:
+        while got < len(view):
+            k = f.readinto(view[got:])
+            if not k:
+                eof = True
+                break
+            got += k
+    except OSError as e:
+        raise SourceError(f"{getattr(f, 'name', '?')}: read failed: {e}") from e
+    except EOFError as e:
+        raise ParseError(str(e), path=getattr(f, "name", None), offset=block.base + m + got) from None
+    block.n = m + got
+    return eof
+
+
 def expand_paths(spec: str | os.PathLike | list) -> list[str]:
     """Local paths of a path, glob or list; errors name what is missing."""
     specs = list(spec) if isinstance(spec, list | tuple) else [spec]
@@ -457,34 +483,13 @@ class CsvSource(Source):
                     block.drop()
                     block = self._blocks.acquire()
                     block.retain()
-                    if carry.shape[0] * 2 > block.buf.shape[0]:
-                        block.buf = np.empty(max(block.buf.shape[0] * 2, carry.shape[0] * 2), dtype=np.uint8)
                     eof = self._fill(f, block, carry, base)
                     pos = 0
             finally:
                 block.drop()
 
     def _fill(self, f, block: _Block, carry: np.ndarray, base: int) -> bool:
-        """Put ``carry`` then fresh bytes into ``block``; True at end of input."""
-        m = carry.shape[0]
-        block.buf[:m] = carry
-        block.base = base
-        view = memoryview(block.buf)[m:]
-        got = 0
-        eof = False
-        try:
-            while got < len(view):
-                k = f.readinto(view[got:])
-                if not k:
-                    eof = True
-                    break
-                got += k
-        except OSError as e:
-            raise SourceError(f"{getattr(f, 'name', '?')}: read failed: {e}") from e
-        except EOFError as e:
-            raise ParseError(str(e), path=getattr(f, "name", None), offset=block.base + m + got) from None
-        block.n = m + got
-        return eof
+        return fill_block(f, block, carry, base)
 
     def _check_header(self, block, tok, path) -> None:
         if path == self.paths[0]:

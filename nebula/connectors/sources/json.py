@@ -42,7 +42,7 @@ from ...schema import Field, Schema
 from ...types import BOOL, DATE, FLOAT64, INT64, JSON, STRING, TIMESTAMP, TIMESTAMPTZ, LogicalType
 from ..base import Capabilities, ParseStats, RejectSink, Source
 from ._io import input_size, open_input
-from .csv import _Block, _pool, _stem, expand_paths
+from .csv import _Block, _pool, _stem, expand_paths, fill_block
 
 DECIMAL_BIG = LogicalType("decimal", 38, 0)
 MAX_COLUMNS = 10_000
@@ -515,27 +515,7 @@ class JsonSource(Source):
             yield from self._read_file(path)
 
     def _fill(self, f, block: _Block, carry: np.ndarray, base: int) -> bool:
-        m = carry.shape[0]
-        if m * 2 > block.buf.shape[0]:
-            block.buf = np.empty(max(block.buf.shape[0] * 2, m * 2), dtype=np.uint8)
-        block.buf[:m] = carry
-        block.base = base
-        view = memoryview(block.buf)[m:]
-        got = 0
-        eof = False
-        try:
-            while got < len(view):
-                k = f.readinto(view[got:])
-                if not k:
-                    eof = True
-                    break
-                got += k
-        except OSError as e:
-            raise SourceError(f"{getattr(f, 'name', '?')}: read failed: {e}") from e
-        except EOFError as e:
-            raise ParseError(str(e), path=getattr(f, "name", None), offset=block.base + m + got) from None
-        block.n = m + got
-        return eof
+        return fill_block(f, block, carry, base)
 
     def _refill(self, f, block: _Block, pos: int) -> tuple[_Block, bool]:
         """Carry ``block.buf[pos:]`` into a fresh block and read more after it."""
