@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,6 +128,25 @@ class StateStore:
                 raise
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
+        # Switching to WAL needs an exclusive lock, and SQLite does not always call the busy handler
+        # for it (nor while another connection recovers the WAL index): when another process creates
+        # or writes the same file at that moment, the statement fails at once with "database is
+        # locked". Retry the whole initialisation for as long as the busy timeout.
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        delay = 0.005
+        while True:
+            try:
+                self._init_schema_once(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                text = str(exc)
+                if ("locked" not in text and "busy" not in text) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    @staticmethod
+    def _init_schema_once(conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         if str(mode).lower() != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
