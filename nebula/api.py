@@ -207,6 +207,7 @@ def copy(source, dest, **opts) -> RunResult:
     from .pipeline.runner import run_pipeline
 
     o = CopyOptions.build(**opts)
+    _register_secrets(source, dest, o)
     src = make_source(source, o)
     changes = hasattr(src, "next_round")  # database tables / CDC: rounds, one destination per table
     if not changes and any(o.source_options.get(k) for k in _CDC_KEYS):
@@ -271,10 +272,23 @@ def copy(source, dest, **opts) -> RunResult:
     return result
 
 
+def _register_secrets(source, dest, o: CopyOptions) -> None:
+    """URL passwords and secret options of this copy join the process-wide secrets (nothing prints them)."""
+    from .redact import register_option_secrets, register_url_secrets
+
+    for url in [*(source if isinstance(source, list | tuple) else [source]), dest, o.dead_letter]:
+        if isinstance(url, str | os.PathLike):
+            register_url_secrets(os.fspath(url))
+    register_option_secrets(o.source_options)
+    register_option_secrets(o.dest_options)
+
+
 def _record(store, result: RunResult) -> None:
+    from .redact import redact_obj
+
     store.record_run(result.name, run_id=result.run_id, status=result.status, rows_read=result.rows_read,
                      rows_written=result.rows_written, rows_rejected=result.rows_rejected,
-                     bytes_read=result.bytes_read, summary=result.to_dict())
+                     bytes_read=result.bytes_read, summary=redact_obj(result.to_dict()))
 
 
 def read_csv(path, **opts):

@@ -36,6 +36,16 @@ def _version(value: bool) -> None:
 def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                  help="Print the version and exit.")] = False) -> None:
     """Nebula: move records from sources to destinations, fast."""
+    from .redact import install_log_redaction
+
+    install_log_redaction()
+
+
+def _warn(warnings) -> None:
+    from .redact import redact
+
+    for w in warnings:
+        typer.echo(f"nebula: warning: {redact(w)}", err=True)
 
 
 def _fail(e: BaseException) -> None:
@@ -43,9 +53,12 @@ def _fail(e: BaseException) -> None:
     from .errors import NebulaError
 
     if _debug:
-        import traceback
+        try:
+            from .redact import format_exception
 
-        traceback.print_exception(e, file=sys.stderr)
+            sys.stderr.write(format_exception(e))
+        except Exception:  # noqa: BLE001 - never print an unredacted traceback
+            sys.stderr.write("(the traceback could not be redacted)\n")
     if isinstance(e, NebulaError):
         msg, code = str(e), e.exit_code
     elif isinstance(e, KeyboardInterrupt):
@@ -65,20 +78,23 @@ def _fail(e: BaseException) -> None:
 
 
 def _summary(result, as_json: bool) -> None:
+    from .redact import redact, redact_obj
+
     if as_json:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(json.dumps(redact_obj(result.to_dict())))
         return
     from rich.console import Console
+    from rich.markup import escape
 
     c = Console(stderr=False, highlight=False)
     rate = f"{result.rows_per_second:,.0f} rows/s" if result.seconds else ""
-    c.print(f"[bold green]✓[/] {result.name}: {result.rows_written:,} rows written to {result.destination} "
-            f"in {result.seconds:.2f}s ({rate})")
+    c.print(f"[bold green]✓[/] {escape(redact(result.name))}: {result.rows_written:,} rows written to "
+            f"{escape(redact(result.destination))} in {result.seconds:.2f}s ({rate})")
     if result.rows_rejected:
-        where = f", see {result.dead_letter}" if result.dead_letter else ""
+        where = f", see {escape(redact(result.dead_letter))}" if result.dead_letter else ""
         c.print(f"[yellow]![/] {result.rows_rejected:,} rows rejected{where}")
     for w in result.warnings:
-        c.print(f"[yellow]![/] {w}")
+        c.print(f"[yellow]![/] {escape(redact(w))}")
 
 
 Opt = typer.Option
@@ -183,6 +199,7 @@ def run_cmd(
         from .config import load_config
 
         cfg = load_config(config)
+        _warn(cfg.warnings)
         pipes = [cfg.get(n) for n in only] if only else list(cfg.pipelines)
         results = []
         for pc in pipes:
@@ -209,9 +226,12 @@ def check_cmd(
         from .health import check_pipeline
 
         cfg = load_config(config)
+        _warn(cfg.warnings)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
-    reports = [r for pc in cfg.pipelines for r in check_pipeline(pc)]
+    from .redact import redact_obj
+
+    reports = redact_obj([r for pc in cfg.pipelines for r in check_pipeline(pc)])
     bad = [r for r in reports if r["status"] != "healthy"]
     if as_json:
         typer.echo(json.dumps(reports))
@@ -309,13 +329,17 @@ def state_show(
         runs = store.runs(name, limit=10)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
-    slots = {n: _slot_status(v) for n, v, _ in items}
+    from .redact import redact, redact_obj
+
+    slots = {n: redact_obj(_slot_status(v)) for n, v, _ in items}
+    items = [(n, redact_obj(v), u) for n, v, u in items]
+    runs = redact_obj(runs)
     if as_json:
         typer.echo(json.dumps({"state": [{"name": n, "value": v, "updated_at": u, **(
             {"slot": slots[n]} if slots[n] else {})} for n, v, u in items], "runs": runs}, default=str))
         return
     if not items and not runs:
-        typer.echo("no state" + (f" for {name!r}" if name else ""))
+        typer.echo("no state" + (f" for {redact(name)!r}" if name else ""))
     for n, v, u in items:
         typer.echo(f"{n}: {json.dumps(v)} (updated {u})")
         st = slots[n]

@@ -14,12 +14,17 @@ A config file::
 
 Rules worth knowing:
 
-- ``${VAR}`` and ``${VAR:-default}`` are replaced inside string values (several per string are fine;
-  ``$${VAR}`` is a literal ``${VAR}``). As in the shell, the default also applies when ``VAR`` is set but
-  empty. An unset variable without a default is an error naming the variable, the key and the line.
-- Values of variables whose name contains PASSWORD, SECRET, TOKEN, KEY or CREDENTIAL, and values of option
-  keys such as ``password`` or ``token``, are collected in :attr:`Config.secrets`; print config-derived
-  text only through :meth:`Config.redact` (or :func:`redact`), which also hides ``user:password@`` in URLs.
+- ``${VAR}``, ``${env:VAR}`` and ``${VAR:-default}`` are replaced inside string values (several per string
+  are fine; ``$${VAR}`` is a literal ``${VAR}``). As in the shell, the default also applies when ``VAR`` is
+  set but empty. An unset variable without a default is an error naming the variable, the key and the line.
+- ``${file:/run/secrets/db_password}`` is the file's text without its trailing newline (a relative path is
+  relative to the config file); a missing or unreadable file is an error naming the key, the line and the
+  path, never the content.
+- Secrets: every value read from a file, values of variables whose name contains PASSWORD, SECRET, TOKEN,
+  KEY or CREDENTIAL, values of option keys such as ``password`` or ``token``, and URL passwords are
+  collected in :attr:`Config.secrets` and registered with :func:`nebula.redact.register_secret`, so that
+  no output of the process shows them. A password or token written literally where a reference belongs
+  is a warning naming the key and line (:attr:`Config.warnings`), not an error.
 - ``on_error: dead-letter`` without ``dead_letter`` writes rejected rows to ``<name>.rejected.jsonl``.
 - A relative ``schema:`` file is resolved against the directory of the config file (the working
   directory for text configs); source and destination URLs are kept as written.
@@ -32,12 +37,14 @@ Layering (defaults <- file <- ``NEBULA_*`` environment <- CLI flags) is :func:`r
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 import yaml
 from pydantic import (
@@ -53,14 +60,17 @@ from pydantic import (
 )
 
 from .errors import ConfigError, NebulaError
-from .redact import redact, redact_url  # noqa: F401  (re-exported)
+from .redact import SECRET_OPTION, redact, redact_url, register_secret, url_passwords  # noqa: F401
 from .types import parse_type
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
 _SECRET_VAR = re.compile(r"PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
-_SECRET_OPTION = re.compile(r"password|passwd|secret|token|credential|api_?key|private_?key|access_?key",
-                            re.IGNORECASE)
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_OPTION = SECRET_OPTION
+_NOT_A_SECRET = re.compile(r"(_file|_path|_url|_env|_var)$", re.IGNORECASE)
+_VAR = re.compile(r"\$\$\{|\$\{file:(?P<file>[^}]+)\}"
+                  r"|\$\{(?:env:)?(?P<var>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+_PLAIN_SECRET = ("a secret is written in plain text; reference it instead: ${VAR}, ${env:VAR} or "
+                 "${file:/path/to/secret}")
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -190,15 +200,21 @@ class _FileModel(BaseModel):
 
 
 class Config:
-    """A loaded config: ``pipelines``, ``state`` path, ``secrets`` and where each key was written."""
+    """A loaded config: ``pipelines``, ``state`` path, ``secrets``, ``warnings`` and where each key was written.
+
+    ``sha256`` is the hash of the file's bytes (of the text for a config given as text).
+    """
 
     def __init__(self, pipelines: list[PipelineConfig], *, state: str | None = None, version: int = 1,
                  path: str | None = None, secrets: frozenset[str] = frozenset(),
-                 lines: dict[str, int] | None = None) -> None:
+                 lines: dict[str, int] | None = None, warnings: list[str] | None = None,
+                 sha256: str | None = None) -> None:
         self.pipelines = pipelines
         self.state, self.version, self.path = state, version, path
         self.secrets = secrets
         self.lines = lines or {}
+        self.warnings = list(warnings or [])
+        self.sha256 = sha256
 
     def get(self, name: str) -> PipelineConfig:
         for p in self.pipelines:
@@ -228,6 +244,14 @@ class _Reader:
         self.text, self.path, self.env = text, path, env
         self.lines: dict[str, int] = {}
         self.secrets: set[str] = set()
+        self.warnings: list[str] = []
+
+    def _secret(self, value: str) -> None:
+        self.secrets.add(value)
+        register_secret(value)
+
+    def _warn(self, message: str, key: str, line: int) -> None:
+        self.warnings.append(str(ConfigError(message, key=key or None, line=line, path=self.path)))
 
     def read(self) -> Any:
         loader = yaml.SafeLoader(self.text)
@@ -260,22 +284,54 @@ class _Reader:
                     raise ConfigError(f"duplicate key '{k}'", key=child, line=line, path=self.path)
                 self.lines[child] = line
                 value = self._value(loader, v_node, child)
-                if isinstance(value, str) and value and _SECRET_OPTION.search(k):
-                    self.secrets.add(value)
+                if _SECRET_OPTION.search(k) and value is not None and not isinstance(value, bool | dict | list):
+                    if str(value):
+                        self._secret(str(value))
+                    if isinstance(v_node, yaml.ScalarNode) and v_node.value and "${" not in v_node.value \
+                            and not _NOT_A_SECRET.search(k):
+                        self._warn(_PLAIN_SECRET, child, line)
                 out[k] = value
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._value(loader, item, f"{key}[{i}]") for i, item in enumerate(node.value)]
         value = loader.construct_object(node, deep=True)
         if isinstance(value, str):
-            value = self._substitute(value, key, node.start_mark.line + 1)
+            line = node.start_mark.line + 1
+            if any("${" not in pw for pw in url_passwords(value)):
+                self._warn(_PLAIN_SECRET.replace("a secret", "a URL password"), key, line)
+            value = self._substitute(value, key, line)
+            for pw in url_passwords(value):
+                self._secret(pw)
+                self._secret(unquote(pw))
         return value
+
+    def _read_file(self, name: str, key: str, line: int) -> str:
+        path = os.path.expanduser(name.strip())
+        if not os.path.isabs(path) and self.path:
+            path = os.path.join(os.path.dirname(os.path.abspath(self.path)), path)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file {path}: {exc.strerror or type(exc).__name__}",
+                              key=key or None, line=line, path=self.path) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"secret file {path} is not UTF-8 text", key=key or None, line=line,
+                              path=self.path) from None
+        return text.rstrip("\r\n")
 
     def _substitute(self, text: str, key: str, line: int) -> str:
         def repl(m: re.Match) -> str:
             if m.group(0) == "$${":
                 return "${"
-            var, default = m.group(1), m.group(2)
+            if m.group("file") is not None:
+                value = self._read_file(m.group("file"), key, line)
+                if value:
+                    self._secret(value)
+                return value
+            var, default = m.group("var"), m.group("default")
             value = self.env.get(var)
             if not value:
                 if default is None and value is None:
@@ -283,7 +339,7 @@ class _Reader:
                                       "to give a default)", key=key or None, line=line, path=self.path)
                 value = value if default is None else default
             if value and _SECRET_VAR.search(var):
-                self.secrets.add(value)
+                self._secret(value)
             return value
 
         return _VAR.sub(repl, text) if "$" in text else text
@@ -357,15 +413,18 @@ def _read_schema(path: Path):
                           path=str(path)) from None
 
 
-def _source_text(path_or_text: str | os.PathLike[str]) -> tuple[str, str | None]:
+def _source_text(path_or_text: str | os.PathLike[str]) -> tuple[str, str | None, str]:
     is_path = isinstance(path_or_text, os.PathLike) or (
         "\n" not in path_or_text and (path_or_text.endswith((".yml", ".yaml")) or os.path.isfile(path_or_text)))
     if not is_path:
-        return str(path_or_text), None
+        text = str(path_or_text)
+        return text, None, hashlib.sha256(text.encode("utf-8")).hexdigest()
     path = os.fspath(path_or_text)
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read(), path
+        with open(path, "rb") as f:
+            data = f.read()
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        return text, path, hashlib.sha256(data).hexdigest()
     except FileNotFoundError:
         raise ConfigError("config file not found", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -384,7 +443,7 @@ def load_config(path_or_text: str | os.PathLike[str], env: Mapping[str, str] = o
     ConfigError
         The first problem found, with its dotted ``key``, ``line`` and ``path``.
     """
-    text, path = _source_text(path_or_text)
+    text, path, sha256 = _source_text(path_or_text)
     reader = _Reader(text, path, env)
     raw = reader.read()
     lines = reader.lines
@@ -441,7 +500,7 @@ def load_config(path_or_text: str | os.PathLike[str], env: Mapping[str, str] = o
                                   path=path) from None
         pipelines.append(pipeline)
     return Config(pipelines, state=top.state, version=top.version, path=path,
-                  secrets=frozenset(reader.secrets), lines=dict(lines))
+                  secrets=frozenset(reader.secrets), lines=dict(lines), warnings=reader.warnings, sha256=sha256)
 
 
 # -- layering -----------------------------------------------------------------------------------

@@ -30,7 +30,9 @@ option, otherwise integers are range-checked value by value); anything else is a
 
 Options: ``table``, ``db_schema`` (PostgreSQL schema of the table), ``copy`` (``binary``, default, or
 ``csv``: text COPY rendered by the CSV encoder), ``widen`` (ALTER int columns wider instead of
-range-checking), ``connect_timeout`` (s, default 10), ``retries`` (connection attempts, default 3).
+range-checking), ``connect_timeout`` (s, default 10), ``retries`` (connection attempts, default 3), and the
+libpq connection options of :data:`LIBPQ_OPTIONS` (``password``, ``sslmode``, ``sslrootcert``, ``sslcert``,
+``sslkey``, ...), which may also be written in the URL's query as libpq reads them.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -53,7 +55,9 @@ from ...errors import (
 from ..base import CHANGE_OP, Capabilities, Destination, data_columns
 
 CHUNK_ROWS = 16384  # a multiple of 8 (validity bytes); ~2 MB of tuples stays cache-resident
-_OPTIONS = ("table", "db_schema", "copy", "widen", "connect_timeout", "retries")
+#: connection options given as source/destination options (YAML ``options:``) and passed on to libpq
+LIBPQ_OPTIONS = ("password", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl")
+_OPTIONS = ("table", "db_schema", "copy", "widen", "connect_timeout", "retries", *LIBPQ_OPTIONS)
 _INT_BYTES = {"int8": 2, "int16": 2, "int32": 4, "int64": 8}
 _PG_INT_BYTES = {"int2": 2, "int4": 4, "int8": 8}
 _PG_INT_NAME = {2: "smallint", 4: "integer", 8: "bigint"}
@@ -86,6 +90,25 @@ def safe_message(url: str, text: str) -> str:
 
     pw = _password(url)
     return redact(_one_line(text), {pw} if pw else set())
+
+
+def libpq_url(url: str, options: dict) -> str:
+    """``url`` with the :data:`LIBPQ_OPTIONS` of ``options`` folded in: ``password`` into the user info (URL-encoded),
+    the others into the query (replacing the URL's own). Every connection made from the URL (copies, CDC
+    replication, ``nebula cdc drop`` from a checkpoint) then uses them."""
+    extra = {k: str(options[k]) for k in LIBPQ_OPTIONS if options.get(k) not in (None, "")}
+    if not extra:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    password = extra.pop("password", None)
+    if password is not None:
+        userinfo, at, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0] if at else ""
+        netloc = f"{user}:{quote(password, safe='')}@{hostport}"
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in extra]
+    query += list(extra.items())
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, quote_via=quote), parts.fragment))
 
 
 def connect(url: str, *, timeout: float = 10, retries: int = 3, autocommit: bool = False):
@@ -393,6 +416,7 @@ class PostgresDestination(Destination):
         unknown = sorted(set(self.options) - set(_OPTIONS))
         if unknown:
             raise ConfigError(f"{self._label()}: unknown option(s) {', '.join(unknown)}; known: {', '.join(_OPTIONS)}")
+        self.url = libpq_url(url, self.options)
         fmt = str(self.options.get("copy", "binary")).lower()
         if fmt not in ("binary", "csv"):
             raise ConfigError(f"{self._label()}: option copy must be binary or csv, got {fmt!r}")

@@ -29,7 +29,9 @@ from ...schema import Field, Schema
 from ...types import LogicalType
 from ..base import Capabilities, ParseStats, RejectSink, Source
 from ..destinations.postgres import (
+    LIBPQ_OPTIONS,
     connect,
+    libpq_url,
     numeric_typmod,
     qualified,
     quote_ident,
@@ -37,7 +39,7 @@ from ..destinations.postgres import (
     table_columns,
 )
 
-_OWN = ("table", "tables", "cursor", "db_schema", "connect_timeout", "retries")
+_OWN = ("table", "tables", "cursor", "db_schema", "connect_timeout", "retries", *LIBPQ_OPTIONS)
 # passed to every source by the library API; a table has its own schema and types
 _IGNORED = ("infer_schema", "columns", "schema", "on_error", "threads", "batch_rows", "dictionary",
             "dictionary_max", "sample_bytes", "block_size")
@@ -78,6 +80,7 @@ class PostgresSource(Source):
         unknown = sorted(set(opts) - set(_OWN) - set(_IGNORED))
         if unknown:
             raise ConfigError(f"{self._label()}: unknown option(s) {', '.join(unknown)}; known: {', '.join(_OWN)}")
+        self.url = libpq_url(url, opts)
         self.options = opts
         self.table = opts.get("table")
         tables = [t.strip() for t in str(opts.get("tables") or "").split(",") if t.strip()]

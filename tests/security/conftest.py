@@ -1,0 +1,76 @@
+"""Fixtures of the security tests: one throwaway PostgreSQL for the session, a role with a password full of
+URL-special characters, and helpers that run the real ``nebula`` command and collect every byte it printed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from urllib.parse import quote
+
+import pytest
+
+from ..pg._server import PgServer
+
+NEBULA = [sys.executable, "-m", "nebula.cli"]
+SECRET_USER = "nebula_secret_user"
+SECRET = "Zq9/p@ss:w%rd&Tr0ub4dor"  # '/', '@', ':', '%', '&' all need URL encoding
+
+
+def run_nebula(*args, cwd=None, env=None, timeout=120) -> subprocess.CompletedProcess:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("NEBULA_")}
+    e.update(env or {})
+    return subprocess.run([*NEBULA, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=e, timeout=timeout)
+
+
+def secret_forms(secret: str = SECRET) -> list[str]:
+    """The secret as written and URL-encoded (both quote styles)."""
+    from urllib.parse import quote_plus
+
+    return sorted({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
+
+
+def assert_no_secret(*texts: str, secret: str = SECRET) -> None:
+    for text in texts:
+        for form in secret_forms(secret):
+            assert form not in text, f"secret {form!r} leaked in:\n{text}"
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    try:
+        srv = PgServer()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        srv.start()
+    except Exception as e:
+        srv.stop()
+        pytest.fail(f"cannot start a throwaway PostgreSQL server: {e}", pytrace=False)
+    import psycopg
+
+    with psycopg.connect(srv.dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {SECRET_USER} LOGIN PASSWORD '{SECRET}'")
+        c.execute(f"GRANT ALL ON SCHEMA public TO {SECRET_USER}")
+    hba = os.path.join(srv.data, "pg_hba.conf")
+    rest = open(hba).read()
+    with open(hba, "w") as f:
+        f.write(f"host all {SECRET_USER} 127.0.0.1/32 scram-sha-256\n" + rest)
+    with psycopg.connect(srv.dsn, autocommit=True) as c:
+        c.execute("SELECT pg_reload_conf()")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def secret_url(pg_server) -> str:
+    """A libpq URI of the password role: its password URL-encoded."""
+    return f"postgresql://{SECRET_USER}:{quote(SECRET, safe='')}@127.0.0.1:{pg_server.port}/postgres"
+
+
+@pytest.fixture
+def pg(pg_server):
+    import psycopg
+
+    with psycopg.connect(pg_server.dsn, autocommit=True) as c:
+        yield c
