@@ -9,7 +9,7 @@ overflow, and the caller falls back to plain strings for that batch.
 import numpy as np
 from numba import njit
 
-from .parse import _null_fast, _null_filter, _unescape_into, _utf8_valid
+from .parse import _is_null, _maybe_null, _null_filter, _unescape_into, _utf8_valid
 
 OK = 0
 OVERFLOW = 1
@@ -84,7 +84,7 @@ def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, n
             e = ends[i]
             if 0 <= s <= e <= nb:
                 fl = flags[i]
-                if _null_fast(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
+                if _maybe_null(nf[4], e - s) and _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
                     nulls += 1
                     continue
                 if (fl & 2) == 0:

@@ -51,14 +51,17 @@ def _set_bit(bitmap, r):
 
 
 @njit(inline="always")
-def _field(buf, starts, ends, row_first, col, r):
-    """Field index and span of column ``col`` in row ``r``; ``i < 0`` when out of bounds."""
-    i = row_first[r] + col
-    if i < 0 or i >= starts.shape[0] or i >= ends.shape[0]:
+def _field(starts, ends, i, nfields, nb):
+    """``(i, start, end)`` of field ``i``; ``i = -1`` when ``i`` or its span is out of bounds.
+
+    Callers pass ``nfields = min(len(starts), len(ends))`` and ``nb = len(buf)`` computed once:
+    reading array shapes inside a helper inlined into a row loop made numba's code several times
+    slower (the same holds for :func:`_maybe_null`)."""
+    if i < 0 or i >= nfields:
         return -1, 0, 0
     s = starts[i]
     e = ends[i]
-    if s < 0 or e < s or e > buf.shape[0]:
+    if s < 0 or e < s or e > nb:
         return -1, 0, 0
     return i, s, e
 
@@ -67,12 +70,16 @@ def _field(buf, starts, ends, row_first, col, r):
 def _null_filter(null_data, null_offsets):
     """Scalars that let :func:`_is_null` reject most values without comparing bytes: a 256-bit set
     of the markers' first bytes (four words), a 64-bit set of their lengths, whether the empty
-    marker is present, and whether any marker is 64 bytes or longer."""
-    w0 = np.uint64(0)
-    w1 = np.uint64(0)
-    w2 = np.uint64(0)
-    w3 = np.uint64(0)
-    lens = np.uint64(0)
+    marker is present, and whether any marker is 64 bytes or longer.
+
+    The sets are int64 words tested with ``(w >> k) & 1``: the same test on uint64 words costs numba
+    a conversion per value and made every column kernel several times slower."""
+    one = np.int64(1)
+    w0 = np.int64(0)
+    w1 = np.int64(0)
+    w2 = np.int64(0)
+    w3 = np.int64(0)
+    lens = np.int64(0)
     has_empty = False
     long_marker = False
     for k in range(null_offsets.shape[0] - 1):
@@ -81,9 +88,9 @@ def _null_filter(null_data, null_offsets):
         if ln == 0:
             has_empty = True
             continue
-        c = np.uint64(null_data[a])
-        bit = np.uint64(1) << (c & np.uint64(63))
-        q = c >> np.uint64(6)
+        c = np.int64(null_data[a])
+        bit = one << (c & 63)
+        q = c >> 6
         if q == 0:
             w0 |= bit
         elif q == 1:
@@ -93,7 +100,7 @@ def _null_filter(null_data, null_offsets):
         else:
             w3 |= bit
         if ln < 64:
-            lens |= np.uint64(1) << np.uint64(ln)
+            lens |= one << np.int64(ln)
         else:
             long_marker = True
     return w0, w1, w2, w3, lens, has_empty, long_marker
@@ -107,14 +114,14 @@ def _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
     if ln == 0:
         return nf[5]
     if ln < 64:
-        if ((nf[4] >> np.uint64(ln)) & np.uint64(1)) == np.uint64(0):
+        if ((nf[4] >> ln) & 1) == 0:
             return False
     elif not nf[6]:
         return False
-    c = np.uint64(buf[s])
-    q = c >> np.uint64(6)
+    c = np.int64(buf[s])
+    q = c >> 6
     w = nf[0] if q == 0 else (nf[1] if q == 1 else (nf[2] if q == 2 else nf[3]))
-    if ((w >> (c & np.uint64(63))) & np.uint64(1)) == np.uint64(0):
+    if ((w >> (c & 63)) & 1) == 0:
         return False
     for k in range(null_offsets.shape[0] - 1):
         a = null_offsets[k]
@@ -179,12 +186,10 @@ def _parse_int_span(buf, s, e, lo, hi):
 
 
 @njit(inline="always")
-def _null_fast(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
-    """:func:`_is_null` with its cheapest rejections first (most values are not null)."""
-    ln = e - s
-    if ln != 0 and ln < 64 and ((nf[4] >> np.uint64(ln)) & np.uint64(1)) == np.uint64(0):
-        return False
-    return _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf)
+def _maybe_null(lens, ln):
+    """False when no null marker is ``ln`` bytes long (``lens`` is :func:`_null_filter`'s length set):
+    the one test most values need before :func:`_is_null`."""
+    return ln == 0 or ln >= 64 or ((lens >> ln) & 1) != 0
 
 
 @njit(nogil=True, cache=True)
@@ -214,7 +219,7 @@ def parse_int_column(buf, starts, ends, flags, row_first, col, n, null_data, nul
             s = starts[i]
             e = ends[i]
             if 0 <= s <= e <= nb:
-                if _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+                if _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
                     nulls += 1
                     continue
                 p = s
@@ -472,14 +477,14 @@ def _float_fast(buf, s, e):
             p += 1
             continue
         d = c - 48
-        if d < 0 or d > 9:
+        if d < 0 or d > 9 or nd == 15:  # a 16th digit: not exact here (and w could wrap)
             return 0, 0.0
         w = w * 10 + d
         nd += 1
         if frac >= 0:
             frac += 1
         p += 1
-    if nd == 0 or nd > 15:
+    if nd == 0:
         return 0, 0.0
     v = np.float64(w)
     if frac > 0:
@@ -505,10 +510,13 @@ def parse_float_column(buf, starts, ends, flags, row_first, col, n, null_data, n
     first = -1
     nslow = 0
     nf = _null_filter(null_data, null_offsets)
+    nb = buf.shape[0]
+    nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
         out_values[r] = 0
-        if i >= 0 and _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets,
+                                                            quoted_null, nf):
             nulls += 1
             continue
         st = 0
@@ -620,9 +628,12 @@ def parse_bool_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
     nerr = 0
     first = -1
     nf = _null_filter(null_data, null_offsets)
+    nb = buf.shape[0]
+    nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(buf, starts, ends, row_first, col, r)
-        if i >= 0 and _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
+        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets,
+                                                            quoted_null, nf):
             nulls += 1
             continue
         ok = False
@@ -755,10 +766,13 @@ def parse_date_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
     nerr = 0
     first = -1
     nf = _null_filter(null_data, null_offsets)
+    nb = buf.shape[0]
+    nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
         out_values[r] = 0
-        if i >= 0 and _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets,
+                                                            quoted_null, nf):
             nulls += 1
             continue
         ok = False
@@ -826,10 +840,13 @@ def parse_timestamp_column(buf, starts, ends, flags, row_first, col, n, null_dat
     nerr = 0
     first = -1
     nf = _null_filter(null_data, null_offsets)
+    nb = buf.shape[0]
+    nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
         out_values[r] = 0
-        if i >= 0 and _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets,
+                                                            quoted_null, nf):
             nulls += 1
             continue
         ok = False
@@ -952,11 +969,14 @@ def parse_decimal_column(buf, starts, ends, flags, row_first, col, n, null_data,
     first = -1
     nslow = 0
     nf = _null_filter(null_data, null_offsets)
+    nb = buf.shape[0]
+    nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
         out_values[r, 0] = 0
         out_values[r, 1] = 0
-        if i >= 0 and _null_fast(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets,
+                                                            quoted_null, nf):
             nulls += 1
             continue
         st = 0
@@ -1015,8 +1035,10 @@ def fill_slow_decimals(buf, starts, ends, row_first, col, slow_rows, n_slow, sca
 def string_column_size(buf, starts, ends, flags, row_first, col, n):
     """Upper bound of the bytes :func:`gather_string_column` writes for rows ``0..n-1``."""
     total = 0
+    nb = buf.shape[0]
+    nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
         if i >= 0:
             total += e - s
     return total
@@ -1118,7 +1140,7 @@ def gather_string_column(buf, starts, ends, flags, row_first, col, n, null_data,
             e = ends[i]
             if 0 <= s <= e <= nb:
                 fl = flags[i]
-                if _null_fast(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
+                if _maybe_null(nf[4], e - s) and _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
                     nulls += 1
                     out_offsets[r + 1] = pos
                     continue
@@ -1182,8 +1204,10 @@ def infer_column(buf, starts, ends, flags, row_first, col, n, null_data, null_of
     mask = T_ALL
     nonnull = 0
     nf = _null_filter(null_data, null_offsets)
+    nb = buf.shape[0]
+    nfields = min(starts.shape[0], ends.shape[0])
     for r in range(min(n, row_first.shape[0])):
-        i, s, e = _field(buf, starts, ends, row_first, col, r)
+        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
         if i < 0:
             mask = 0
             nonnull += 1
