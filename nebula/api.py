@@ -108,6 +108,9 @@ class CopyOptions:
     name: str | None = None
     state: str | None = None
     progress: str = "none"
+    audit_log: str | bool | None = None
+    config_path: str | None = None
+    config_sha256: str | None = None
     source_options: dict[str, Any] = field(default_factory=dict)
     dest_options: dict[str, Any] = field(default_factory=dict)
 
@@ -200,14 +203,39 @@ def copy(source, dest, **opts) -> RunResult:
     A ``dest`` ending in ``/`` (or with ``partition_by="country,date(ts)"``) is a directory or object
     prefix of files: ``max_rows_per_file``, ``max_file_size``, ``run_id`` (rerunning one replaces its
     files), ``dest_format`` (parquet by default).
+    Every run appends one line to the audit log (:mod:`nebula.audit`): ``audit_log`` is its path, ``False``
+    for none; by default ``audit.jsonl`` next to the ``state`` store.
     """
+    from .audit import AuditRun, audit_path, options_sha256
+
+    o = CopyOptions.build(**opts)
+    _register_secrets(source, dest, o)
+    audit = AuditRun(audit_path(o.audit_log, o.state), source=_label(source),
+                     destination=_label(dest) if isinstance(dest, str | os.PathLike) else type(dest).__name__,
+                     config=o.config_path,
+                     config_sha256=o.config_sha256 or options_sha256(source, dest, opts))
+    audit.name = o.name
+    try:
+        result = _copy(source, dest, o, audit)
+    except BaseException as e:
+        problem = audit.finish(error=e)
+        if problem:
+            import logging
+
+            logging.getLogger("nebula.audit").warning(problem)
+        raise
+    problem = audit.finish(result)
+    if problem:
+        result.warnings.append(problem)
+    return result
+
+
+def _copy(source, dest, o: CopyOptions, audit) -> RunResult:
     from .connectors.base import Destination
     from .pipeline.deadletter import Rejects
     from .pipeline.progress import make_progress
     from .pipeline.runner import run_pipeline
 
-    o = CopyOptions.build(**opts)
-    _register_secrets(source, dest, o)
     src = make_source(source, o)
     changes = hasattr(src, "next_round")  # database tables / CDC: rounds, one destination per table
     if not changes and any(o.source_options.get(k) for k in _CDC_KEYS):
@@ -219,6 +247,7 @@ def copy(source, dest, **opts) -> RunResult:
     if o.on_error == "dead-letter" and not o.dead_letter:
         o.dead_letter = os.path.join(".nebula", "rejected", f"{name}.jsonl")
     rejects = Rejects(o.on_error, o.dead_letter, run_id=run_id, source=_label(source))
+    audit.name, audit.run_id, audit.rejects = name, run_id, rejects
     store = None
     if o.state:
         from .state import StateStore

@@ -119,6 +119,9 @@ def copy_cmd(
     threads: Annotated[int | None, Opt(help="Parse threads (default: all cores).")] = None,
     name: Annotated[str | None, Opt(help="Pipeline/state name.")] = None,
     state: Annotated[str, Opt(help="State store path.")] = ".nebula/state.db",
+    audit_log: Annotated[str | None, Opt(help="Audit log (JSON lines; default: audit.jsonl next to the state "
+                                              "store).")] = None,
+    no_audit: Annotated[bool, Opt("--no-audit", help="Write no audit log line for this run.")] = False,
     delimiter: Annotated[str | None, Opt(help="CSV delimiter (\\t for tab).")] = None,
     quote: Annotated[str | None, Opt(help="CSV quote character.")] = None,
     escape: Annotated[str | None, Opt(help="CSV escape character (default: none, quotes are doubled).")] = None,
@@ -160,6 +163,8 @@ def copy_cmd(
             raise UsageError("copy needs a SOURCE and a DEST")
         if metrics_port is not None:
             raise UsageError("--metrics-port is not available in this version yet")
+        if no_audit and audit_log:
+            raise UsageError("--audit-log and --no-audit contradict each other")
         *sources, dest = paths
         source = sources[0] if len(sources) == 1 else sources
         from .api import copy
@@ -169,7 +174,8 @@ def copy_cmd(
         result = copy(source, dest, format=format, dest_format=dest_format, table=table, mode=mode, key=key,
                       schema=schema, columns=column or None, infer_schema=infer_schema, on_error=on_error,
                       dead_letter=dead_letter, max_rejected=max_rejected, threads=threads, name=name,
-                      state=state, delimiter=delimiter, quote=quote, escape=escape,
+                      state=state, audit_log=False if no_audit else audit_log, delimiter=delimiter, quote=quote,
+                      escape=escape,
                       header=None if header else False, skip_rows=skip_rows or None, comment=comment,
                       null_values=null_value or None, batch_rows=batch_rows, records_path=records_path,
                       contract=contract, cursor=cursor,
@@ -187,6 +193,9 @@ def run_cmd(
     config: Annotated[str, typer.Argument(help="Pipeline YAML file.")],
     only: Annotated[list[str] | None, Opt("--only", help="Run only this pipeline (repeatable).")] = None,
     state: Annotated[str | None, Opt(help="State store path (default: from the file or .nebula/state.db).")] = None,
+    audit_log: Annotated[str | None, Opt(help="Audit log (default: from the file or audit.jsonl next to the "
+                                              "state store).")] = None,
+    no_audit: Annotated[bool, Opt("--no-audit", help="Write no audit log lines.")] = False,
     progress: Annotated[bool, Opt("--progress/--no-progress")] = True,
     as_json: Annotated[bool, Opt("--json", help="Print one JSON summary per pipeline.")] = False,
     debug: Annotated[bool, Opt()] = False,
@@ -197,15 +206,19 @@ def run_cmd(
     try:
         from .api import Pipeline
         from .config import load_config
+        from .errors import UsageError
 
+        if no_audit and audit_log:
+            raise UsageError("--audit-log and --no-audit contradict each other")
         cfg = load_config(config)
         _warn(cfg.warnings)
         pipes = [cfg.get(n) for n in only] if only else list(cfg.pipelines)
+        audit = False if no_audit else audit_log or cfg.audit_log
         results = []
         for pc in pipes:
             p = Pipeline.from_config(pc)
-            r = p.run(state=state or cfg.state or ".nebula/state.db",
-                      progress="auto" if progress and not as_json else "none")
+            r = p.run(state=state or cfg.state or ".nebula/state.db", audit_log=audit, config_path=cfg.path,
+                      config_sha256=cfg.sha256, progress="auto" if progress and not as_json else "none")
             results.append(r)
             _summary(r, as_json)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001

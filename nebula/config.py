@@ -4,6 +4,7 @@ A config file::
 
     version: 1                     # optional
     state: .nebula/state.db        # optional state store path
+    audit_log: audit.jsonl         # optional: default audit.jsonl next to the state store; false: none
     defaults: {threads: 2}         # optional: any pipeline option, applied to every pipeline
     pipelines:                     # a list (or one mapping under `pipeline:`)
       - name: orders
@@ -194,6 +195,7 @@ class _FileModel(BaseModel):
 
     version: Literal[1] = 1
     state: str | None = None
+    audit_log: str | bool | None = None
     defaults: dict[str, Any] | None = None
     pipelines: list[Any] | None = None
     pipeline: Any = None
@@ -208,13 +210,14 @@ class Config:
     def __init__(self, pipelines: list[PipelineConfig], *, state: str | None = None, version: int = 1,
                  path: str | None = None, secrets: frozenset[str] = frozenset(),
                  lines: dict[str, int] | None = None, warnings: list[str] | None = None,
-                 sha256: str | None = None) -> None:
+                 sha256: str | None = None, audit_log: str | bool | None = None) -> None:
         self.pipelines = pipelines
         self.state, self.version, self.path = state, version, path
         self.secrets = secrets
         self.lines = lines or {}
         self.warnings = list(warnings or [])
         self.sha256 = sha256
+        self.audit_log = audit_log
 
     def get(self, name: str) -> PipelineConfig:
         for p in self.pipelines:
@@ -500,7 +503,8 @@ def load_config(path_or_text: str | os.PathLike[str], env: Mapping[str, str] = o
                                   path=path) from None
         pipelines.append(pipeline)
     return Config(pipelines, state=top.state, version=top.version, path=path,
-                  secrets=frozenset(reader.secrets), lines=dict(lines), warnings=reader.warnings, sha256=sha256)
+                  secrets=frozenset(reader.secrets), lines=dict(lines), warnings=reader.warnings, sha256=sha256,
+                  audit_log=top.audit_log)
 
 
 # -- layering -----------------------------------------------------------------------------------

@@ -227,6 +227,8 @@ def test_no_command_prints_the_secret(tmp_path, pg_server, secret_url, pg):
     assert "warning" in r.stderr and "plain text" in r.stderr and "literal.yml:5" in r.stderr
     nebula("state", "show", "--state", state)
     nebula("state", "show", "--state", state, "--json")
+    audit = [json.loads(line) for line in (state.parent / "audit.jsonl").read_text().splitlines()]
+    assert {a["outcome"] for a in audit} == {"success", "failed"} and len(audit) >= 6
     everything = "\n".join(outputs) + "\n" + _collect(tmp_path)
     assert "sec_orders" in everything and "***" in everything
     assert_no_secret(everything)
