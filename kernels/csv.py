@@ -33,7 +33,7 @@ E_UNTERMINATED_QUOTE = 1
 E_AFTER_QUOTE = 2
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def tokenize(buf, pos, end, final, delim, quote, escape, comment,
              starts, ends, flags, row_first, row_offset, row_line, line_no):
     """Split ``buf[pos:end]`` into records and fields.
@@ -251,7 +251,7 @@ def tokenize(buf, pos, end, final, delim, quote, escape, comment,
     return nr, nf, p, line, status, err_code, err_pos, err_line
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def find_line_starts(buf, pos, end, count):
     """Position after the ``count``-th line end in ``buf[pos:end]`` (quotes ignored), or -1."""
     p = pos
@@ -270,7 +270,7 @@ def find_line_starts(buf, pos, end, count):
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def field_counts(row_first, n, out):
     """``out[r] = fields in row r`` for r < n; returns (min, max)."""
     lo = np.int64(1) << 62

@@ -49,7 +49,7 @@ def _lookup(src, s, e, table, mask, dict_offsets, dict_data):
         slot = (slot + np.uint64(1)) & mask
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
                        quote, escape, table, dict_offsets, dict_data, max_entries, out_codes, out_validity,
                        row_err, stop_at_first, validate):
@@ -93,7 +93,8 @@ def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, n
                     if code < 0:
                         if n_entries >= max_entries or used + ln > cap:
                             return nulls, nerr, first, n_entries, OVERFLOW
-                        dict_data[used:used + ln] = buf[s:e]
+                        for t in range(ln):  # not a slice copy: that could allocate, and kernels run without NRT
+                            dict_data[used + t] = buf[s + t]
                 else:  # undo escapes into the free tail of dict_data, then look that up
                     if used + (e - s) > cap:
                         return nulls, nerr, first, n_entries, OVERFLOW

@@ -39,7 +39,7 @@ _F32_MAX = 3.4028234663852886e38
 
 
 # -- shared helpers ------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _check_args(n, row_first, row_err, out_validity):
     if n < 0 or row_first.shape[0] < n or row_err.shape[0] < n or out_validity.shape[0] * 8 < n:
         raise ValueError("parse kernel: an output or row_first is shorter than n rows")
@@ -159,7 +159,7 @@ def _two_digits(buf, p):
 
 
 # -- integers ------------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _parse_int_span(buf, s, e, lo, hi):
     """``(ok, value)`` for ``[+-]digits`` within ``lo..hi``; never overflows int64."""
     if s >= e:
@@ -192,7 +192,7 @@ def _maybe_null(lens, ln):
     return ln == 0 or ln >= 64 or ((lens >> ln) & 1) != 0
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def parse_int_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
                      lo, hi, out_values, out_validity, row_err, stop_at_first):
     """Integers ``[+-]digits`` into ``out_values`` (int8..int64), rejecting values outside ``lo..hi``.
@@ -258,7 +258,7 @@ def parse_int_column(buf, starts, ends, flags, row_first, col, n, null_data, nul
 
 
 # -- floats --------------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _parse_special(buf, p, e, neg):
     """``nan``, ``inf``, ``infinity`` (any case) at ``buf[p:e]``: ``(status, value)``."""
     ln = e - p
@@ -318,7 +318,7 @@ def _add64(a, b):
     return a + b, _U0
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _eisel_lemire(w, q):
     """``(ok, double)`` nearest to ``w * 10**q`` (``0 < w < 2**63``), after Eisel and Lemire.
 
@@ -361,7 +361,7 @@ def _eisel_lemire(w, q):
     return True, math.ldexp(np.float64(m), int(e2))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _parse_float_span(buf, s, e):
     """``(status, value)``: 0 invalid, 1 exact double in ``value``, 2 valid but needs the slow path.
 
@@ -492,7 +492,7 @@ def _float_fast(buf, s, e):
     return 1, -v if neg else v
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def parse_float_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
                        out_values, out_validity, slow_rows, row_err, stop_at_first):
     """Floats into ``out_values`` (float32 or float64), correctly rounded.
@@ -578,7 +578,7 @@ def fill_slow_floats(buf, starts, ends, row_first, col, slow_rows, n_slow, out_v
 
 
 # -- booleans ------------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _word_is(buf, s, e, w0, w1, w2, w3, w4):
     """``buf[s:e]`` equals the lowercase word of up to 5 letters (0-padded), ignoring ASCII case."""
     ln = e - s
@@ -590,7 +590,7 @@ def _word_is(buf, s, e, w0, w1, w2, w3, w4):
     return ln == 5
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _parse_bool_span(buf, s, e, words_only):
     """``(ok, value)``; ``words_only`` accepts just true/false (used by inference)."""
     ln = e - s
@@ -614,7 +614,7 @@ def _parse_bool_span(buf, s, e, words_only):
     return False, False
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def parse_bool_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
                       out_values, out_validity, row_err, stop_at_first):
     """Booleans (true/t/yes/y/1, false/f/no/n/0, any case) into the ``out_values`` bitmap.
@@ -674,7 +674,7 @@ def _days_in_month(y, m):
     return 30 if (m == 4 or m == 6 or m == 9 or m == 11) else 31
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _parse_date_at(buf, s, e):
     """``(ok, days)`` for ``YYYY-MM-DD`` at ``buf[s:s+10]`` (``e`` bounds the read)."""
     if e - s < 10 or buf[s + 4] != 45 or buf[s + 7] != 45:
@@ -691,7 +691,7 @@ def _parse_date_at(buf, s, e):
     return True, _days_from_civil(y, m, d)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _parse_ts_span(buf, s, e):
     """``(ok, micros_utc, has_offset)`` for ``date[(T| )HH:MM[:SS[.f{1,9}]][Z|±HH[[:]MM]]]``."""
     ok, days = _parse_date_at(buf, s, e)
@@ -752,7 +752,7 @@ def _parse_ts_span(buf, s, e):
     return True, us - sign * (oh * 3600 + om * 60) * 1000000, True
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def parse_date_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
                       out_values, out_validity, row_err, stop_at_first):
     """``YYYY-MM-DD`` (years 0001..9999) into int32 days since 1970-01-01.
@@ -824,7 +824,7 @@ def _ts19_fast(buf, s, e):
     return True, _days_from_civil(y, mo, d) * _US_PER_DAY + (hh * 3600 + mi * 60 + ss) * 1000000
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def parse_timestamp_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets,
                            quoted_null, want_tz, out_values, out_validity, row_err, stop_at_first):
     """ISO-8601 timestamps into int64 µs since the epoch (UTC; an offset is subtracted).
@@ -871,7 +871,7 @@ def parse_timestamp_column(buf, starts, ends, flags, row_first, col, n, null_dat
 
 
 # -- decimals ------------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _parse_decimal_span(buf, s, e, precision, scale):
     """``(status, unscaled)``: 0 invalid or does not fit ``decimal(precision, scale)``, 1 value in
     ``unscaled``, 2 valid but its unscaled value exceeds int64 (left for the slow path).
@@ -952,7 +952,7 @@ def _parse_decimal_span(buf, s, e, precision, scale):
     return 1, -w if neg else w
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def parse_decimal_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
                          precision, scale, out_values, out_validity, slow_rows, row_err, stop_at_first):
     """Decimals into ``out_values`` ``(cap, 2)`` int64: lo and hi words of the 128-bit unscaled value.
@@ -1031,7 +1031,7 @@ def fill_slow_decimals(buf, starts, ends, row_first, col, slow_rows, n_slow, sca
 
 
 # -- strings -------------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def string_column_size(buf, starts, ends, flags, row_first, col, n):
     """Upper bound of the bytes :func:`gather_string_column` writes for rows ``0..n-1``."""
     total = 0
@@ -1044,7 +1044,7 @@ def string_column_size(buf, starts, ends, flags, row_first, col, n):
     return total
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def first_invalid_utf8(buf, start, end):
     """Offset of the first byte of ``buf[start:end]`` that is not valid UTF-8, or -1.
 
@@ -1108,7 +1108,7 @@ def _unescape_into(buf, s, e, quote, escape, out, w):
     return w
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def gather_string_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null,
                          quote, escape, out_offsets, out_data, out_validity, row_err, stop_at_first,
                          validate=True):
@@ -1171,7 +1171,7 @@ def gather_string_column(buf, starts, ends, flags, row_first, col, n, null_data,
 
 
 # -- inference -----------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _candidates(buf, s, e):
     """The ``T_*`` bits of the types one value could be."""
     m = 0
@@ -1193,7 +1193,7 @@ def _candidates(buf, s, e):
     return m
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def infer_column(buf, starts, ends, flags, row_first, col, n, null_data, null_offsets, quoted_null):
     """``(mask, n_nonnull)``: the AND of :func:`_candidates` over the non-null values of rows ``0..n-1``.
 
