@@ -21,24 +21,27 @@ comes in as offsets + bytes and ``render_float_text`` only normalises it.
 import numpy as np
 from numba import njit
 
+_INT64_MIN_DIGITS = np.frombuffer(b"9223372036854775808", dtype=np.uint8)
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
 MAX_FIXED_WIDTH = 48  # longest rendering of an int64, date32, timestamp[us] or int64-range decimal
 US_PER_DAY = 86400000000
 NO_QUOTE = -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _valid(validity, has_nulls, i):
     return (not has_nulls) or ((validity[i >> 3] >> (i & 7)) & 1) == 1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _put_tok(out, p, tok):
     for j in range(tok.shape[0]):
         out[p + j] = tok[j]
     return p + tok.shape[0]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _put_digits(out, p, v, width):
     """Write ``v >= 0`` in decimal, left-padded with zeros to ``width``; returns the new position."""
     nd = 1
@@ -56,7 +59,7 @@ def _put_digits(out, p, v, width):
     return p + nd
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _put_int(out, p, v, scale):
     """Write int64 ``v`` as a decimal with ``scale`` fraction digits (0: a plain integer)."""
     if v < 0:
@@ -79,10 +82,10 @@ def _put_int(out, p, v, scale):
     return _put_digits(out, p + 1, v % pow10, scale)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _put_int64_min_abs(out, p, scale):
     """Digits of 9223372036854775808 (-int64 min) with a point ``scale`` digits from the right."""
-    digits = "9223372036854775808"
+    digits = _INT64_MIN_DIGITS
     nd = 19
     if scale >= nd:
         out[p] = 48
@@ -92,19 +95,19 @@ def _put_int64_min_abs(out, p, scale):
             out[p] = 48
             p += 1
         for j in range(nd):
-            out[p] = ord(digits[j])
+            out[p] = digits[j]
             p += 1
         return p
     for j in range(nd):
         if j == nd - scale:
             out[p] = 46
             p += 1
-        out[p] = ord(digits[j])
+        out[p] = digits[j]
         p += 1
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _civil(days):
     """(year, month, day) of a day count since 1970-01-01 in the proleptic Gregorian calendar."""
     z = days + 719468
@@ -119,7 +122,7 @@ def _civil(days):
     return y, m, d
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _put_date(out, p, days):
     y, m, d = _civil(days)
     if y < 0:
@@ -133,7 +136,7 @@ def _put_date(out, p, days):
     return _put_digits(out, p + 1, d, 2)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_ints(values, n, validity, has_nulls, null_tok, out, offs):
     """Integers (any int dtype) as decimal text."""
     p = 0
@@ -150,7 +153,7 @@ def render_ints(values, n, validity, has_nulls, null_tok, out, offs):
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_bools(bits, n, validity, has_nulls, null_tok, true_tok, false_tok, out, offs):
     """Bit-packed booleans as ``true_tok`` / ``false_tok``."""
     p = 0
@@ -170,7 +173,7 @@ def render_bools(bits, n, validity, has_nulls, null_tok, true_tok, false_tok, ou
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_dates(days, n, validity, has_nulls, null_tok, quote, out, offs):
     """int32 days since the epoch as ``YYYY-MM-DD`` (wrapped in ``quote`` unless it is NO_QUOTE)."""
     p = 0
@@ -193,7 +196,7 @@ def render_dates(days, n, validity, has_nulls, null_tok, quote, out, offs):
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_timestamps(us, n, validity, has_nulls, null_tok, quote, zulu, out, offs):
     """int64 µs since the epoch as ``YYYY-MM-DDTHH:MM:SS[.ffffff]``, plus ``Z`` when ``zulu``.
 
@@ -246,7 +249,7 @@ def render_timestamps(us, n, validity, has_nulls, null_tok, quote, zulu, out, of
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def decimals_fit_int64(words, n, validity, has_nulls):
     """True when every valid 128-bit value (``words[:, 0]`` low, ``[:, 1]`` high) fits in int64."""
     for i in range(n):
@@ -255,7 +258,7 @@ def decimals_fit_int64(words, n, validity, has_nulls):
     return True
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_decimals(words, n, scale, validity, has_nulls, null_tok, quote, out, offs):
     """Decimals whose unscaled value fits int64 (see ``decimals_fit_int64``) as ``-123.45``."""
     p = 0
@@ -278,7 +281,7 @@ def render_decimals(words, n, scale, validity, has_nulls, null_tok, quote, out, 
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_float_text(offsets, data, n, validity, has_nulls, null_tok, nonfinite_null, out, offs):
     """Copy rendered float text, adding ``.0`` to integral-looking values (``1`` -> ``1.0``) so
     readers keep the column a float; ``nan``/``inf`` become ``null_tok`` when ``nonfinite_null``."""
@@ -317,7 +320,7 @@ def render_float_text(offsets, data, n, validity, has_nulls, null_tok, nonfinite
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def csv_string_size(offsets, data, n, validity, has_nulls, delim, null_len):
     """Bytes the CSV rendering of a string column needs, and whether it equals the raw text.
 
@@ -352,7 +355,7 @@ def csv_string_size(offsets, data, n, validity, has_nulls, delim, null_len):
     return size, same
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_csv_strings(offsets, data, n, validity, has_nulls, delim, null_tok, out, offs):
     """RFC 4180 fields: quoted when holding ``delim``, ``"``, CR or LF, or when empty but not null
     (``""``); quotes doubled; nulls as ``null_tok`` (empty)."""
@@ -401,7 +404,7 @@ def render_csv_strings(offsets, data, n, validity, has_nulls, delim, null_tok, o
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _json_escape_len(c):
     if c == 34 or c == 92 or c == 8 or c == 9 or c == 10 or c == 12 or c == 13:
         return 2
@@ -410,7 +413,7 @@ def _json_escape_len(c):
     return 1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def json_string_size(offsets, data, n, validity, has_nulls, null_len):
     """Bytes ``render_json_strings`` needs for this column."""
     size = 0
@@ -424,13 +427,13 @@ def json_string_size(offsets, data, n, validity, has_nulls, null_len):
     return size
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_json_strings(offsets, data, n, validity, has_nulls, null_tok, out, offs):
     """JSON string literals: ``"`` and ``\\`` escaped, control bytes as short escapes or
     ``\\u00XX``; other bytes (UTF-8 included) copied as they are."""
     p = 0
     cap = out.shape[0]
-    hexd = "0123456789abcdef"
+    hexd = _HEX_DIGITS
     offs[0] = 0
     for i in range(n):
         a = offsets[i]
@@ -472,8 +475,8 @@ def render_json_strings(offsets, data, n, validity, has_nulls, null_tok, out, of
                 out[p + 1] = 117
                 out[p + 2] = 48
                 out[p + 3] = 48
-                out[p + 4] = ord(hexd[c >> 4])
-                out[p + 5] = ord(hexd[c & 15])
+                out[p + 4] = hexd[c >> 4]
+                out[p + 5] = hexd[c & 15]
                 p += 6
         out[p] = 34
         p += 1
@@ -481,7 +484,7 @@ def render_json_strings(offsets, data, n, validity, has_nulls, null_tok, out, of
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_raw_text(offsets, data, n, validity, has_nulls, null_tok, quote, out, offs):
     """Text copied as is (JSON documents, decimals rendered elsewhere), optionally wrapped in
     ``quote``; null or empty values become ``null_tok``."""
@@ -509,21 +512,21 @@ def render_raw_text(offsets, data, n, validity, has_nulls, null_tok, quote, out,
     return p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def add_span_lengths(offs, n, lens):
     """``lens[i] += offs[i+1] - offs[i]``."""
     for i in range(n):
         lens[i] += offs[i + 1] - offs[i]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _entry(codes, validity, has_nulls, null_entry, i):
     if _valid(validity, has_nulls, i):
         return np.int64(codes[i])
     return np.int64(null_entry)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def add_span_lengths_take(offs, codes, n, validity, has_nulls, null_entry, lens):
     """Like ``add_span_lengths`` for row ``i`` showing entry ``codes[i]`` (``null_entry`` if null)."""
     for i in range(n):
@@ -531,7 +534,7 @@ def add_span_lengths_take(offs, codes, n, validity, has_nulls, null_entry, lens)
         lens[i] += offs[k + 1] - offs[k]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def scatter_spans(buf, offs, n, prefix, out, cursor):
     """Append ``prefix`` then field ``i`` at ``out[cursor[i]:]`` and advance ``cursor[i]``."""
     for i in range(n):
@@ -542,7 +545,7 @@ def scatter_spans(buf, offs, n, prefix, out, cursor):
         cursor[i] = p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def scatter_spans_take(buf, offs, codes, n, validity, has_nulls, null_entry, prefix, out, cursor):
     """``scatter_spans`` through dictionary codes (see ``add_span_lengths_take``)."""
     for i in range(n):
@@ -554,7 +557,7 @@ def scatter_spans_take(buf, offs, codes, n, validity, has_nulls, null_entry, pre
         cursor[i] = p
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def finish_rows(n, suffix, out, cursor):
     """Write ``suffix`` (the row end) at every row's cursor; returns the end of the last row."""
     p = 0

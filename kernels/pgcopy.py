@@ -40,12 +40,12 @@ NUMERIC_NAN = 0xC000
 MAX_GROUPS = 16  # base-10000 digits of a 128-bit integer (39 decimal digits) plus padding
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _valid(validity, has_nulls, i):
     return (not has_nulls) or ((validity[i >> 3] >> (i & 7)) & 1) == 1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _put_be(out, p, v, width):
     """Write the low ``width`` bytes of int64 ``v`` big-endian at ``p``; returns the next position."""
     for j in range(width):
@@ -53,7 +53,7 @@ def _put_be(out, p, v, width):
     return p + width
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _put_len(out, p, v):
     out[p] = (v >> 24) & 0xFF
     out[p + 1] = (v >> 16) & 0xFF
@@ -63,7 +63,7 @@ def _put_len(out, p, v):
 
 
 # -- sizes ----------------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def add_fixed_sizes(n, validity, has_nulls, width, lens):
     """Add ``4 + width`` (NULL: 4) to ``lens[i]`` for each of ``n`` rows."""
     if not has_nulls:
@@ -74,7 +74,7 @@ def add_fixed_sizes(n, validity, has_nulls, width, lens):
         lens[i] += (4 + width) if _valid(validity, True, i) else 4
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def add_text_sizes(offsets, n, validity, has_nulls, extra, lens):
     """Add ``4 + extra + length`` (NULL: 4) of each text value (``offsets`` int32, ``n + 1``)."""
     for i in range(n):
@@ -84,7 +84,7 @@ def add_text_sizes(offsets, n, validity, has_nulls, extra, lens):
             lens[i] += 4
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def add_text_sizes_take(doffs, codes, n, validity, has_nulls, extra, lens):
     """As :func:`add_text_sizes` for a dictionary column: value ``i`` is entry ``codes[i]``."""
     for i in range(n):
@@ -95,7 +95,7 @@ def add_text_sizes_take(doffs, codes, n, validity, has_nulls, extra, lens):
             lens[i] += 4
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def first_nul(offsets, data, n, validity, has_nulls):
     """The first valid row whose text holds a NUL byte (PostgreSQL text cannot), or -1."""
     a = offsets[0]
@@ -113,7 +113,7 @@ def first_nul(offsets, data, n, validity, has_nulls):
     return -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _numeric_groups(lo, hi, scale, groups):
     """Base-10000 digits (least significant first) of ``|hi:lo| / 10**scale`` into ``groups``.
 
@@ -184,7 +184,7 @@ def add_numeric_sizes(words, n, scale, validity, has_nulls, lens):
 
 
 # -- fill -----------------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def put_row_headers(n, ncols, out, cursor):
     """Write each row's int16 field count at ``cursor[i]`` and advance it."""
     for i in range(n):
@@ -214,7 +214,7 @@ def _put4(out, p, v):
     out[p + 3] = v & 0xFF
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _put_ints_w(values, n, width, bias, lo, hi, validity, has_nulls, out, cursor):
     for i in range(n):
         p = cursor[i]
@@ -239,7 +239,7 @@ def _put_ints_w(values, n, width, bias, lo, hi, validity, has_nulls, out, cursor
     return -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def put_ints(values, n, width, bias, lo, hi, validity, has_nulls, out, cursor):
     """Integers (any int dtype; floats viewed as ints) minus ``bias`` as ``width``-byte big-endian fields.
 
@@ -260,7 +260,7 @@ def put_ints(values, n, width, bias, lo, hi, validity, has_nulls, out, cursor):
     return _put_ints_w(values, n, 2, bias, lo, hi, validity, False, out, cursor)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def put_bools(bits, n, validity, has_nulls, out, cursor):
     """Bit-packed booleans as one-byte fields."""
     for i in range(n):
@@ -275,14 +275,13 @@ def put_bools(bits, n, validity, has_nulls, out, cursor):
 
 @njit(nogil=True, cache=True, inline="always")
 def _copy(out, p, src, a, m):
-    if m >= 16:  # a memmove pays off past a few words; short values go byte by byte
-        out[p:p + m] = src[a:a + m]
-    else:
-        for j in range(m):
-            out[p + j] = src[a + j]
+    # a byte loop, not a slice copy: numba's slice copy can allocate, and these kernels run without NRT
+    # (LLVM vectorizes the loop)
+    for j in range(m):
+        out[p + j] = src[a + j]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def put_texts(offsets, data, n, validity, has_nulls, version, out, cursor):
     """Text values as fields; ``version >= 0`` prefixes that byte (jsonb: 1)."""
     extra = 1 if version >= 0 else 0
@@ -301,7 +300,7 @@ def put_texts(offsets, data, n, validity, has_nulls, version, out, cursor):
             cursor[i] = _put_len(out, p, -1)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def put_texts_take(doffs, ddata, codes, n, validity, has_nulls, version, out, cursor):
     """As :func:`put_texts` for a dictionary column: value ``i`` is entry ``codes[i]``."""
     extra = 1 if version >= 0 else 0
@@ -347,7 +346,7 @@ def put_numerics(words, n, scale, validity, has_nulls, out, cursor):
 
 
 # -- decode ---------------------------------------------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _get_be(buf, p, width):
     """Read ``width`` bytes big-endian as a signed int64."""
     v = np.int64(0)
@@ -359,7 +358,7 @@ def _get_be(buf, p, width):
     return v
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def index_tuples(buf, start, end, ncols, max_rows, fpos, flen):
     """Locate the fields of the whole tuples in ``buf[start:end]``.
 
@@ -402,7 +401,7 @@ def index_tuples(buf, start, end, ncols, max_rows, fpos, flen):
     return rows, p, -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def get_ints(buf, fpos, flen, col, n, width, bias, values, validity):
     """Big-endian ``width``-byte fields of column ``col`` plus ``bias`` into ``values`` (any int dtype).
 
@@ -422,7 +421,7 @@ def get_ints(buf, fpos, flen, col, n, width, bias, values, validity):
     return nulls, -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def get_bools(buf, fpos, flen, col, n, bits, validity):
     nulls = 0
     for i in range(n):
@@ -438,7 +437,7 @@ def get_bools(buf, fpos, flen, col, n, bits, validity):
     return nulls, -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def text_bytes(flen, col, n, skip):
     """Bytes the text values of column ``col`` need once ``skip`` leading bytes (jsonb version) are dropped."""
     total = 0
@@ -449,7 +448,7 @@ def text_bytes(flen, col, n, skip):
     return total
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def get_texts(buf, fpos, flen, col, n, skip, offsets, data, validity):
     """Text fields into ``offsets`` (int32, n + 1) + ``data``, dropping ``skip`` leading bytes.
 
@@ -475,7 +474,7 @@ def get_texts(buf, fpos, flen, col, n, skip, offsets, data, validity):
     return nulls, -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def get_numerics(buf, fpos, flen, col, n, scale, words, validity):
     """NUMERIC fields as 128-bit unscaled integers of ``scale`` into ``words`` (int64 (n, 2)).
 
