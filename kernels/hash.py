@@ -35,7 +35,7 @@ def _valid(validity, i):
     return (validity[i >> 3] >> (i & 7)) & 1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def hash_fixed_into(values, validity, has_nulls, n, out):
     """Mix column ``values`` (int64, shape (n,)) into ``out`` (uint64, (n,)).
 
@@ -48,7 +48,7 @@ def hash_fixed_into(values, validity, has_nulls, n, out):
             out[i] = _mix(out[i], np.uint64(values[i]))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def hash_varlen_into(offsets, data, validity, has_nulls, n, out):
     """Mix text/binary values ``data[offsets[i]:offsets[i+1]]`` (uint8 bytes, int32/int64 offsets) into ``out``."""
     for i in range(n):

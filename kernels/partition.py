@@ -15,7 +15,7 @@ US_PER_DAY = 86_400_000_000
 _EMPTY_SLOT = -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def days_from_micros(ts, n, out):
     """Days since 1970-01-01 (floor, so instants before the epoch fall on the right day).
 
@@ -80,7 +80,7 @@ def factorize_int64(values, valid, n, has_nulls, codes, uniques, null_seen):
     return k
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def combine_codes(a, b, card_b, n, out):
     """``out[i] = a[i] * card_b + b[i]``: one code per pair (dense again after a factorize)."""
     for i in range(n):

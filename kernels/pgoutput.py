@@ -41,7 +41,7 @@ def _i16(buf, p):
     return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _skip_tuple(buf, p, e):
     """``(end, ncols)`` of the TupleData at ``p`` (``end < 0``: malformed)."""
     if p + 2 > e:
@@ -66,7 +66,7 @@ def _skip_tuple(buf, p, e):
     return p, nc
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def count_changes(buf, msg_starts, msg_ends, n_msgs):
     """``(rows, fields, first_bad_message)`` that :func:`index_changes` will write."""
     rows = 0
@@ -92,7 +92,7 @@ def count_changes(buf, msg_starts, msg_ends, n_msgs):
     return rows, fields, -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def index_changes(buf, msg_starts, msg_ends, n_msgs, row_msg, row_op, row_rel, row_first, row_ncols,
                   starts, ends, flags, kinds):
     """Fill the row and field arrays (sized by :func:`count_changes`); returns ``(rows, fields, first_bad)``.
@@ -160,7 +160,7 @@ def index_changes(buf, msg_starts, msg_ends, n_msgs, row_msg, row_op, row_rel, r
     return r, f, -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def fill_unchanged(row_first, rows, n, col, kinds, starts, ends, flags, row_key, prev_field):
     """Unchanged TOAST values of column ``col`` taken from the same key's previous image in this round.
 
@@ -190,7 +190,7 @@ def fill_unchanged(row_first, rows, n, col, kinds, starts, ends, flags, row_key,
     return left
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def old_key_changed(buf, starts, ends, kinds, row_first, old_rows, n, key_cols, out):
     """``out[j] = 1`` when the ``O`` old image ``old_rows[j]`` differs from its new image (the next output row)
     in a key column of ``key_cols``: that old key must be deleted (replica identity full sends the old image
