@@ -61,6 +61,31 @@ class ConnectionFailed(NebulaError):
     retryable = True
 
 
+class CircuitOpenError(ConnectionFailed):
+    """A circuit breaker is open: calls to ``endpoint`` fail fast until ``retry_at`` (epoch seconds).
+
+    ``retryable`` stays true (a later run, after the cool-down, may succeed), but the resilience layer
+    never retries it in place: the breaker opened because retrying was not helping.
+    """
+
+    def __init__(self, message: str, *, endpoint: str, retry_at: float) -> None:
+        super().__init__(message)
+        self.endpoint, self.retry_at = endpoint, retry_at
+
+
+class HttpError(NebulaError):
+    """An HTTP API answered with an error ``status``; ``retry_after`` is its ``Retry-After`` in seconds (or None).
+
+    Retryable for 408, 425, 429 and 5xx (not 501/505); any other 4xx is not, and the message carries the
+    API's own explanation.
+    """
+
+    def __init__(self, message: str, *, status: int, url: str = "", retry_after: float | None = None,
+                 retryable: bool | None = None) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status, self.url, self.retry_after = status, url, retry_after
+
+
 class Interrupted(NebulaError):
     """The run was stopped (Ctrl-C / SIGTERM); nothing half-written was left visible."""
 
@@ -115,6 +140,6 @@ class TooManyRejected(DataError):
 
 __all__ = [
     "NebulaError", "ConfigError", "UsageError", "SourceError", "DestinationError", "ConnectionFailed",
-    "Interrupted", "DataError", "ParseError", "TypeCoercionError", "SchemaError", "SchemaEvolutionError",
-    "TooManyRejected",
+    "CircuitOpenError", "HttpError", "Interrupted", "DataError", "ParseError", "TypeCoercionError", "SchemaError",
+    "SchemaEvolutionError", "TooManyRejected",
 ]
