@@ -32,7 +32,7 @@ DATA = ROOT / "benchmarks" / "data"
 BIN = Path(sys.executable).parent
 PEER_MODULES = {"polars": "polars", "duckdb": "duckdb", "pandas": "pandas", "dlt": "dlt",
                 "matplotlib": "matplotlib", "psutil": "psutil"}
-TASKS = ("csv_parquet", "jsonl_parquet", "memory", "cold_start", "scaling", "csv_postgres")
+TASKS = ("csv_parquet", "jsonl_parquet", "memory", "cold_start", "scaling", "csv_postgres", "pg_cdc")
 DEFAULT_TOOLS = {
     "csv_parquet": ["nebula", "pyarrow", "pyarrow-stream", "polars", "polars-typed", "duckdb", "pandas", "dlt"],
     "jsonl_parquet": ["nebula", "pyarrow", "polars", "polars-typed", "duckdb", "dlt"],
@@ -328,6 +328,16 @@ def bench_csv_postgres(rows: int, repeat: int) -> dict:
     return out
 
 
+def bench_pg_cdc(seconds: int = 10) -> dict:
+    """PostgreSQL CDC during pgbench (``benchmarks/tasks/pg_cdc.py``): snapshot, catch-up and live runs."""
+    log(f"pg_cdc: pgbench {seconds} s backlog, then {seconds} s live, into SQLite")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.tasks.pg_cdc", "--seconds", str(seconds)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def bench_kernel_scaling(rows: int) -> dict:
     """The parse kernels alone on 1 and 2 threads (``benchmarks/kernel_scaling.py``), in its own process."""
     log(f"kernel scaling: parse kernels on 1 and 2 threads, {rows:,} rows")
@@ -404,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             results["kernel_scaling"] = bench_kernel_scaling(min(args.rows, 2_000_000))
         if "csv_postgres" in tasks:
             results["csv_postgres"] = bench_csv_postgres(args.rows, args.repeat)
+        if "pg_cdc" in tasks:
+            results["pg_cdc"] = bench_pg_cdc()
     info = {"command": command, "started": started, "seconds": time.time() - started,
             "load_before": load_before, "load_after": os.getloadavg()}
     text = report.write(results, info, out_md)
