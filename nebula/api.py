@@ -111,6 +111,7 @@ class CopyOptions:
     audit_log: str | bool | None = None
     config_path: str | None = None
     config_sha256: str | None = None
+    resilience: Any = None  # a RetryPolicy (built from a ``resilience`` mapping)
     source_options: dict[str, Any] = field(default_factory=dict)
     dest_options: dict[str, Any] = field(default_factory=dict)
 
@@ -151,6 +152,9 @@ class CopyOptions:
             raise ConfigError("--threads must be >= 1")
         if o.batch_rows < 1:
             raise ConfigError("batch_rows must be >= 1")
+        from .connectors.resilience import RetryPolicy
+
+        o.resilience = RetryPolicy.from_config(o.resilience)
         return o
 
 
@@ -205,6 +209,27 @@ def copy(source, dest, **opts) -> RunResult:
     files), ``dest_format`` (parquet by default).
     Every run appends one line to the audit log (:mod:`nebula.audit`): ``audit_log`` is its path, ``False``
     for none; by default ``audit.jsonl`` next to the ``state`` store.
+
+    ``resilience`` (a mapping of :data:`nebula.connectors.resilience.KEYS`, like the YAML ``resilience:``
+    block) sets the retries, breakers, rate limits and timeouts of every connection the run makes. A run
+    that fails with a retryable error (a connection dropped mid-COPY, an upload or a read cut off) runs
+    again from the last committed checkpoint, after the policy's backoff and up to its ``retries``, where
+    that can neither duplicate nor lose rows:
+
+    - the destination shows a run only at its commit (PostgreSQL and SQLite: one transaction together with
+      the checkpoint, in every mode; files and object stores: written aside and renamed or copied into
+      place; partitioned prefixes: staged and published by the manifest, the rerun keeping the run id, so
+      it replaces its own files; the in-memory destination), and
+    - the failure left nothing committed. When the connection is lost during PostgreSQL's ``COMMIT``
+      itself, or the copy of an object onto its final key, the outcome is unknown (``commit_unknown``):
+      the run repeats only if repeating is idempotent - mode ``replace`` or ``merge``, or a checkpoint
+      saved with the data (a cursor source resumes past what was committed). An ``append`` without a
+      checkpoint fails instead, saying to check the destination.
+
+    Not run again: errors already retried to exhaustion where they happened (a connection that could not
+    be opened), an open circuit breaker, errors that are not retryable, a run that sent rows to a
+    dead-letter file before failing (they would be written twice), anything after the commit, and change
+    data capture (its streams reconnect on their own from their last position).
     """
     from .audit import AuditRun, audit_path, options_sha256
 
@@ -215,8 +240,11 @@ def copy(source, dest, **opts) -> RunResult:
                      config=o.config_path,
                      config_sha256=o.config_sha256 or options_sha256(source, dest, opts))
     audit.name = o.name
+    from .connectors.resilience import use_policy
+
     try:
-        result = _copy(source, dest, o, audit)
+        with use_policy(o.resilience):
+            result = _copy(source, dest, o, audit)
     except BaseException as e:
         problem = audit.finish(error=e)
         if problem:
@@ -230,11 +258,19 @@ def copy(source, dest, **opts) -> RunResult:
     return result
 
 
+@dataclass
+class _Attempt:
+    """The connectors of the current attempt of a run (a rerun replaces them)."""
+
+    src: Any
+    dst: Any
+    rejects: Any
+    committed: bool = False
+
+
 def _copy(source, dest, o: CopyOptions, audit) -> RunResult:
     from .connectors.base import Destination
     from .pipeline.deadletter import Rejects
-    from .pipeline.progress import make_progress
-    from .pipeline.runner import run_pipeline
 
     src = make_source(source, o)
     changes = hasattr(src, "next_round")  # database tables / CDC: rounds, one destination per table
@@ -253,6 +289,7 @@ def _copy(source, dest, o: CopyOptions, audit) -> RunResult:
         from .state import StateStore
 
         store = StateStore(o.state)
+    run = _Attempt(src, dst, rejects)
     try:
         if changes:
             from .pipeline.cdc import copy_changes
@@ -262,30 +299,14 @@ def _copy(source, dest, o: CopyOptions, audit) -> RunResult:
             if store is not None:
                 _record(store, result)
             return result
-        # resume from the last checkpoint: the destination's own (saved in its transaction) first
-        previous = dst.committed_state(name)
-        if previous is None and store is not None:
-            previous = store.get(name)
-        src.resume(previous)
-        src.open()
-        progress = make_progress(name, src.total_bytes, o.progress) if o.progress != "none" else None
-        mode = o.mode or dst.capabilities.modes[0]  # the destination's default (files: replace)
-        result = run_pipeline(src, dst, name=name, threads=o.threads or _default_threads(),
-                              batch_rows=o.batch_rows, mode=mode, table=o.table or src.name, key=o.key,
-                              rejects=rejects, max_rejected=o.max_rejected, progress=progress,
-                              source_label=_label(source), dest_label=_label(dst.location() or dest))
-        result.run_id = getattr(dst, "run_id", None) or run_id
-        result.destination = _label(dst.location() or dest)
-        checkpoint = src.state()
-        if checkpoint is not None and store is not None:
-            store.set(name, checkpoint)
+        result = _run_with_reruns(source, dest, o, name, store, run, run_id, audit)
     except BaseException as e:
         if store is not None:
             from .redact import redact
 
             failed = RunResult(name=name, source=_label(source), destination=_label(dest) if isinstance(
                 dest, str | os.PathLike) else type(dest).__name__, status="failed", run_id=run_id,
-                rows_rejected=rejects.count, warnings=[redact(f"{type(e).__name__}: {e}")])
+                rows_rejected=run.rejects.count, warnings=[redact(f"{type(e).__name__}: {e}")])
             try:
                 _record(store, failed)
             except Exception:  # noqa: BLE001 - the run's own error matters more
@@ -293,12 +314,82 @@ def _copy(source, dest, o: CopyOptions, audit) -> RunResult:
         raise
     finally:
         try:
-            rejects.flush()
+            run.rejects.flush()
         finally:
-            src.close()
+            run.src.close()
     if store is not None:
         _record(store, result)
     return result
+
+
+def _run_with_reruns(source, dest, o: CopyOptions, name: str, store, run: _Attempt, run_id: str, audit) -> RunResult:
+    """One run from the last committed checkpoint; a failure :func:`_rerunnable` runs again (see :func:`copy`)."""
+    from .connectors.base import Destination
+    from .connectors.resilience import current_policy, endpoint_of, retry_call
+    from .pipeline.deadletter import Rejects
+
+    attempts = 0
+
+    def attempt() -> RunResult:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:  # fresh connectors: the failed attempt's were aborted and closed
+            run.src.close()
+            run.src = make_source(source, o)
+            if not isinstance(dest, Destination):
+                if getattr(run.dst, "run_id", None) and not o.dest_options.get("run_id"):
+                    o.dest_options["run_id"] = run.dst.run_id  # a partitioned rerun replaces its own files
+                run.dst = make_destination(os.fspath(dest), o)
+            run.rejects = audit.rejects = Rejects(o.on_error, o.dead_letter, run_id=run_id, source=_label(source))
+        return _run_once(source, dest, o, name, store, run, run_id)
+
+    where = endpoint_of(dest) if isinstance(dest, str | os.PathLike) else type(dest).__name__
+    policy = current_policy().replace(deadline=None)  # a long run may fail late: attempts bound the reruns
+    return retry_call(attempt, endpoint=where, policy=policy, classify=lambda e: _rerunnable(e, run, o),
+                      breaker=False, limiter=False, what="run")
+
+
+def _run_once(source, dest, o: CopyOptions, name: str, store, run: _Attempt, run_id: str) -> RunResult:
+    from .pipeline.progress import make_progress
+    from .pipeline.runner import run_pipeline
+
+    src, dst = run.src, run.dst
+    # resume from the last checkpoint: the destination's own (saved in its transaction) first
+    previous = dst.committed_state(name)
+    if previous is None and store is not None:
+        previous = store.get(name)
+    src.resume(previous)
+    src.open()
+    progress = make_progress(name, src.total_bytes, o.progress) if o.progress != "none" else None
+    mode = o.mode or dst.capabilities.modes[0]  # the destination's default (files: replace)
+    result = run_pipeline(src, dst, name=name, threads=o.threads or _default_threads(),
+                          batch_rows=o.batch_rows, mode=mode, table=o.table or src.name, key=o.key,
+                          rejects=run.rejects, max_rejected=o.max_rejected, progress=progress,
+                          source_label=_label(source), dest_label=_label(dst.location() or dest))
+    run.committed = True
+    result.run_id = getattr(dst, "run_id", None) or run_id
+    result.destination = _label(dst.location() or dest)
+    checkpoint = src.state()
+    if checkpoint is not None and store is not None:
+        store.set(name, checkpoint)
+    return result
+
+
+def _rerunnable(e: BaseException, run: _Attempt, o: CopyOptions) -> bool:
+    """Whether a failed attempt may run again without duplicating or losing rows (the rules in :func:`copy`)."""
+    from .connectors.base import Destination
+    from .connectors.resilience import is_retryable
+
+    dst = run.dst
+    if run.committed or not is_retryable(e) or getattr(e, "attempts", 1) > 1:
+        return False
+    if not (dst.capabilities.exactly_once or type(dst).__module__.startswith("nebula.connectors.destinations.")):
+        return False  # a third-party destination may have shown part of the run
+    if getattr(e, "commit_unknown", False) and (o.mode or dst.capabilities.modes[0]) == "append":
+        staged = type(dst).committed_state is not Destination.committed_state and run.src.state() is not None
+        if not staged:
+            return False
+    return not (o.on_error == "dead-letter" and run.rejects.count)
 
 
 def _register_secrets(source, dest, o: CopyOptions) -> None:

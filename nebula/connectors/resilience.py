@@ -484,10 +484,12 @@ def _gave_up(e: BaseException, attempts: int, label: str, seconds: float, deadli
     note = f"gave up after {attempts} attempt{'s' if attempts != 1 else ''} in {seconds:.1f} s at {label}"
     if deadline_hit:
         note += " (the next retry would pass the deadline)"
-    if isinstance(e, NebulaError):
+    if attempts == 1 and isinstance(e, NebulaError):  # nothing was retried: the error speaks for itself
+        out: BaseException = e
+    elif isinstance(e, NebulaError):
         e.message = f"{e.message} ({note})"
         e.args = (e.message,)
-        out: BaseException = e
+        out = e
     else:
         out = ConnectionFailed(f"{label}: {type(e).__name__}: {_short(e)} ({note})", retryable=is_retryable(e))
         out.__cause__ = e

@@ -30,15 +30,16 @@ option, otherwise integers are range-checked value by value); anything else is a
 
 Options: ``table``, ``db_schema`` (PostgreSQL schema of the table), ``copy`` (``binary``, default, or
 ``csv``: text COPY rendered by the CSV encoder), ``widen`` (ALTER int columns wider instead of
-range-checking), ``connect_timeout`` (s, default 10), ``retries`` (connection attempts, default 3), and the
+range-checking), ``connect_timeout`` (s) and ``retries`` (connection attempts in all), which override the run's resilience
+policy (:mod:`nebula.connectors.resilience`; defaults 10 s and 5), and the
 libpq connection options of :data:`LIBPQ_OPTIONS` (``password``, ``sslmode``, ``sslrootcert``, ``sslcert``,
 ``sslkey``, ...), which may also be written in the URL's query as libpq reads them.
 """
 
 from __future__ import annotations
 
+import math
 import re
-import time
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -111,35 +112,67 @@ def libpq_url(url: str, options: dict) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, quote_via=quote), parts.fragment))
 
 
-def connect(url: str, *, timeout: float = 10, retries: int = 3, autocommit: bool = False):
-    """A psycopg connection to ``url`` (libpq URI), retried with backoff on connection errors only.
+def connect(url: str, *, timeout: float | None = None, retries: int | None = None, autocommit: bool = False,
+            policy=None, **params):
+    """A psycopg connection to ``url`` (libpq URI) through the resilience layer (retries, breaker, timeouts).
 
-    Raises :class:`ConnectionFailed` (one line, no password): retryable when the server could not be
-    reached, not when it refused the credentials or the database.
+    ``timeout`` (connect timeout, s) and ``retries`` (attempts in all) override the run's policy
+    (:func:`nebula.connectors.resilience.current_policy`, or ``policy``). TCP keepalives and ``tcp_user_timeout``
+    (the policy's ``timeout``) are on unless the URL sets them, so a dead peer ends a call instead of hanging
+    it. ``params`` go to ``psycopg.connect``. Raises :class:`ConnectionFailed` (one line, no password):
+    retryable when the server could not be reached, not when it refused the credentials or the database.
     """
     try:
         import psycopg
     except ImportError as e:
         raise ConfigError("PostgreSQL needs psycopg: pip install 'nebula[postgres]'") from e
     from ...redact import redact_url
+    from ..resilience import current_policy, endpoint_of, retry_call
 
-    last = None
-    for attempt in range(max(1, int(retries))):
+    p = policy or current_policy()
+    if retries is not None:
+        p = p.replace(attempts=max(1, int(retries)))
+    wait = p.connect_timeout if timeout is None else float(timeout)
+    kw = {"connect_timeout": max(1, math.ceil(wait)), "autocommit": autocommit, "application_name": "nebula"}
+    query = urlsplit(url).query if "://" in url else url
+    for k, v in (("keepalives", 1), ("keepalives_idle", 30), ("keepalives_interval", 10), ("keepalives_count", 3),
+                 ("tcp_user_timeout", max(1000, int(p.timeout * 1000)))):
+        if k not in query:
+            kw[k] = v
+    kw.update(params)
+
+    def once():
         try:
-            return psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=autocommit,
-                                   application_name="nebula")
+            return psycopg.connect(url, **kw)
         except psycopg.OperationalError as e:
             msg = str(e)
-            last = e
+            if _TLS_PROBLEM.search(msg):  # retrying cannot fix a certificate
+                raise ConnectionFailed(f"{redact_url(url)}: {tls_message(safe_message(url, _reason(msg)))}",
+                                       retryable=False) from None
             if re.search(r"authentication|password|does not exist|no pg_hba|permission denied|role ", msg, re.I):
                 raise ConnectionFailed(f"{redact_url(url)}: PostgreSQL refused the connection: "
                                        f"{safe_message(url, _reason(msg))}", retryable=False) from None
-            if attempt + 1 < retries:
-                time.sleep(0.25 * 2**attempt)
+            raise ConnectionFailed(f"{redact_url(url)}: cannot connect to PostgreSQL: "
+                                   f"{safe_message(url, _reason(msg))}", retryable=True) from None
         except psycopg.ProgrammingError as e:  # a malformed URI / conninfo
             raise ConfigError(f"{redact_url(url)}: invalid PostgreSQL URL: {safe_message(url, str(e))}") from None
-    raise ConnectionFailed(f"{redact_url(url)}: cannot connect to PostgreSQL after {retries} attempts: "
-                           f"{safe_message(url, _reason(str(last)))}", retryable=True) from None
+
+    return retry_call(once, endpoint=endpoint_of(url), policy=p, what="connect")
+
+
+_TLS_PROBLEM = re.compile(r"certificate verify failed|does not match host name|certificate file|private key file|"
+                          r"server does not support SSL|invalid sslmode|sslmode value|SSL certificate", re.I)
+
+
+def tls_message(reason: str) -> str:
+    """A one-line explanation of a failed TLS connection (``reason``: the driver's message, redacted)."""
+    low = reason.lower()
+    if "verify failed" in low:
+        return ("TLS: the server certificate could not be verified (is sslrootcert the CA that signed it?): "
+                + reason)
+    if "does not match host name" in low:
+        return "TLS: the server certificate does not name the host connected to: " + reason
+    return "TLS: " + reason
 
 
 def _reason(msg: str) -> str:
@@ -432,6 +465,9 @@ class PostgresDestination(Destination):
         self._schema = None
         self._stage = ""
         self._state: tuple[str, dict] | None = None
+        from ..resilience import current_policy
+
+        self._policy = current_policy()
 
     def _label(self) -> str:
         from ...redact import redact_url
@@ -439,8 +475,8 @@ class PostgresDestination(Destination):
         return redact_url(self.url)
 
     def _connect(self, autocommit: bool = False):
-        return connect(self.url, timeout=float(self.options.get("connect_timeout", 10)),
-                       retries=int(self.options.get("retries", 3)), autocommit=autocommit)
+        return connect(self.url, timeout=self.options.get("connect_timeout"), retries=self.options.get("retries"),
+                       autocommit=autocommit, policy=self._policy)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def open(self, schema, *, mode: str = "append", table: str | None = None, key: list[str] | None = None) -> None:
@@ -668,10 +704,14 @@ class PostgresDestination(Destination):
                 from ...state import StateStore
 
                 StateStore.set_in(self.conn, *self._state)
-            self.conn.commit()
         except BaseException as e:
             self.abort()
             raise self._map(e, "cannot commit") from None
+        try:
+            self.conn.commit()
+        except BaseException as e:
+            self.abort()
+            raise self._map(e, "cannot commit", committing=True) from None
         self._close()
 
     def _finish_copy(self) -> None:
@@ -751,8 +791,9 @@ class PostgresDestination(Destination):
         return f"{self._label()} table {self.table}" if self.table else self._label()
 
     # -- errors ------------------------------------------------------------------------------------
-    def _map(self, e: BaseException, what: str) -> BaseException:
-        """A typed Nebula error for a psycopg error (others pass through)."""
+    def _map(self, e: BaseException, what: str, committing: bool = False) -> BaseException:
+        """A typed Nebula error for a psycopg error (others pass through). A connection lost during the
+        COMMIT itself (``committing``) leaves the outcome unknown: the error says so (``commit_unknown``)."""
         try:
             import psycopg
         except ImportError:
@@ -767,6 +808,12 @@ class PostgresDestination(Destination):
         detail = safe_message(self.url, detail)
         state = getattr(e, "sqlstate", None) or ""
         if isinstance(e, psycopg.OperationalError) and (state[:2] in ("", "08", "57") or state == "57P01"):
+            if committing:
+                err = ConnectionFailed(f"{where}: lost the connection during COMMIT ({detail}); whether this run "
+                                       "was committed is unknown: check the table before running it again",
+                                       retryable=True)
+                err.commit_unknown = True
+                return err
             return ConnectionFailed(f"{where}: lost the connection ({detail}); the transaction was rolled back "
                                     "and nothing of this run was committed: run it again", retryable=True)
         if state[:2] in ("22", "23"):

@@ -14,7 +14,9 @@ committed value and saves the greatest value it read (``state()``: ``{"column": 
 The maximum and the rows come from one REPEATABLE READ snapshot, so what is read and what is saved
 agree. Rows whose cursor is NULL are not read incrementally.
 
-Options: ``table`` (required), ``cursor``, ``db_schema``, ``connect_timeout``, ``retries``.
+Options: ``table`` (required), ``cursor``, ``db_schema``, ``connect_timeout``, ``retries`` (the last two override
+the run's resilience policy for the connection; a connection lost mid-read is a retryable error, which
+:func:`nebula.copy` answers by running again from the last checkpoint).
 """
 
 from __future__ import annotations
@@ -106,6 +108,9 @@ class PostgresSource(Source):
         self._cursor_type = ""
         self._local = threading.local()
         self._skips: list[int] = []
+        from ..resilience import current_policy
+
+        self._policy = current_policy()
 
     def _label(self) -> str:
         from ...redact import redact_url
@@ -125,8 +130,8 @@ class PostgresSource(Source):
 
         self._borrowed = conn is not None
         if conn is None:
-            conn = connect(self.url, timeout=float(self.options.get("connect_timeout", 10)),
-                           retries=int(self.options.get("retries", 3)))
+            conn = connect(self.url, timeout=self.options.get("connect_timeout"), retries=self.options.get("retries"),
+                           policy=self._policy)
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
         self._conn = conn
