@@ -76,12 +76,17 @@ def state_name(name: str, table: str, tables: list[str]) -> str:
 def run_cdc(src, make_destination, *, name: str, mode: str, key: list[str] | None, store, rejects,
             threads: int = 2, batch_rows: int = 65536, opts: CdcOptions | None = None,
             stop: threading.Event | None = None, source_label: str = "", on_round=None,
-            table: str | None = None) -> RunResult:
+            table: str | None = None, meter=None) -> RunResult:
     """Run ``src`` (a :class:`ChangeSource`, not yet opened) round by round into one destination per table.
 
-    ``make_destination(table)`` returns a fresh destination; ``store`` is a StateStore or None.
+    ``make_destination(table)`` returns a fresh destination; ``store`` is a StateStore or None; ``meter`` a
+    :class:`~nebula.pipeline.observe.PipelineMeter` for the whole stream (made here when not given).
     """
+    from .observe import PipelineMeter
     from .runner import run_pipeline
+
+    if meter is None:
+        meter = PipelineMeter(name, source=src)
 
     opts = opts or CdcOptions()
     stop = stop or threading.Event()
@@ -105,8 +110,10 @@ def run_cdc(src, make_destination, *, name: str, mode: str, key: list[str] | Non
     tables = list(src.tables)
     rounds = 0
     dests: list[str] = []
+    seen_bytes = int(getattr(src, "bytes_read", 0) or 0)
     try:
         while not stop.is_set():
+            meter.stage = "cdc-wait"
             rnd = src.next_round(max_changes=opts.max_changes, max_seconds=opts.max_seconds, stop=stop)
             if rnd is None:
                 break
@@ -122,7 +129,7 @@ def run_cdc(src, make_destination, *, name: str, mode: str, key: list[str] | Non
                 part.merge_key = k if m == "merge" else None
                 r = run_pipeline(part, dst, name=state_name(name, table, tables), threads=threads,
                                  batch_rows=batch_rows, mode=m, table=target or table, key=k if m == "merge" else None,
-                                 rejects=rejects, source_label=source_label, dest_label=dst.location())
+                                 rejects=rejects, source_label=source_label, dest_label=dst.location(), meter=meter)
                 total.rows_read += r.rows_read
                 total.rows_written += r.rows_written
                 total.bytes_written += r.bytes_written
@@ -133,6 +140,10 @@ def run_cdc(src, make_destination, *, name: str, mode: str, key: list[str] | Non
                 if store is not None:
                     store.set(name, rnd.checkpoint)
                 src.acknowledge(rnd.checkpoint)
+            now_bytes = int(getattr(src, "bytes_read", 0) or 0)
+            meter.bytes_read(now_bytes - seen_bytes)
+            seen_bytes = now_bytes
+            meter.cdc_round(src)
             rounds += 1
             if on_round is not None:
                 on_round(rnd)
@@ -286,7 +297,7 @@ def destination_for(dest, table: str, tables: list[str], o):
     return make_destination(url, o)
 
 
-def copy_changes(src, source_label: str, dest, o, *, store, rejects, name: str) -> RunResult:
+def copy_changes(src, source_label: str, dest, o, *, store, rejects, name: str, meter=None) -> RunResult:
     """:func:`nebula.copy` for a change source: rounds until caught up / stopped (SIGTERM stops cleanly)."""
     import signal
 
@@ -312,7 +323,7 @@ def copy_changes(src, source_label: str, dest, o, *, store, rejects, name: str) 
     try:
         result = run_cdc(src, make, name=name, mode=mode, key=o.key, store=store, rejects=rejects,
                          threads=o.threads or 2, batch_rows=o.batch_rows, opts=opts, stop=stop,
-                         source_label=source_label, table=o.table)
+                         source_label=source_label, table=o.table, meter=meter)
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)

@@ -125,6 +125,14 @@ class _Pools:
         if pool is not None:
             pool.release(batch)
 
+    def in_use(self) -> int:
+        """Batches lent out now (every schema's pool; a gauge sampled per batch)."""
+        return sum(p.in_use for p in self._pools)
+
+    @property
+    def capacity(self) -> int:
+        return self.current.size
+
     def close(self) -> None:
         for p in self._pools:
             p.close()
@@ -133,12 +141,21 @@ class _Pools:
 def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 2, batch_rows: int = 65536,
                  mode: str = "append", table: str | None = None, key: list[str] | None = None,
                  rejects=None, max_rejected: int | None = None, progress=None,
-                 source_label: str = "", dest_label: str = "") -> RunResult:
+                 source_label: str = "", dest_label: str = "", meter=None) -> RunResult:
     """Move everything from an opened ``source`` into ``destination``; returns the :class:`RunResult`.
 
     ``rejects`` is a :class:`~nebula.pipeline.deadletter.Rejects` (counts and stores rejected rows).
+    ``meter`` (a :class:`~nebula.pipeline.observe.PipelineMeter`) gets the metrics, once per batch; without
+    one the run makes its own.
     """
     from .deadletter import Rejects
+    from .observe import PipelineMeter
+
+    own_meter = meter is None
+    if own_meter:
+        meter = PipelineMeter(name, source=source, destination=destination)
+    else:
+        meter.bind_destination(destination)
 
     t0 = time.perf_counter()
     rejects = rejects or Rejects(policy="fail")
@@ -168,8 +185,16 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
 
     def reader() -> None:
         seq = 0
+        read_time = meter.read_time
+        clock = time.perf_counter
         try:
-            for chunk in source.read():
+            chunks = iter(source.read())
+            while True:
+                t = clock()
+                chunk = next(chunks, _END)
+                read_time.observe(clock() - t)
+                if chunk is _END:
+                    break
                 if not put((seq, chunk)):
                     source.release(chunk)
                     return
@@ -182,6 +207,7 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
                     break
 
     def worker() -> None:
+        parse_time = meter.parse_time
         while not stop.is_set():
             try:
                 batch = pool.acquire()
@@ -199,10 +225,13 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
                 return
             seq, chunk = item
             try:
+                t = time.perf_counter()
                 want = source.chunk_schema(chunk)
                 if want is not None and want != batch.schema:  # the source's schema evolved
                     batch = pool.switch(batch, want)
                 stats = source.parse(chunk, batch, rejects)
+                dt = time.perf_counter() - t
+                parse_time.observe(dt)
             except BaseException as e:  # noqa: BLE001
                 pool.release(batch)
                 fail.set(e)
@@ -211,15 +240,18 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
             finally:
                 source.release(chunk)
             with done_cv:
-                done[seq] = (batch, stats)
+                done[seq] = (batch, stats, dt)
                 done_cv.notify_all()
 
     ths = [threading.Thread(target=reader, name="nebula-reader", daemon=True)]
     ths += [threading.Thread(target=worker, name=f"nebula-parse-{i}", daemon=True) for i in range(threads)]
     written_schema = schema
     committed = False
+    seen_bytes = 0
     try:
+        meter.stage = "open"
         destination.open(schema, mode=mode, table=table, key=key)  # inside: an interrupt here aborts too
+        meter.stage = "write"
         for t in ths:
             t.start()
         nxt = 0
@@ -236,22 +268,35 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
                 if fail.exc is not None:
                     raise fail.exc
                 break
-            batch, stats = item
+            batch, stats, parse_s = item
             try:
                 read_metrics.rows += stats.rows + stats.rejected
                 read_metrics.rejected += stats.rejected
                 read_metrics.batches += 1
-                if batch.length:
+                write_s = 0.0
+                n = batch.length
+                wrote = 0
+                if n:
                     if batch.schema != written_schema:
                         destination.evolve(batch.schema)
                         written_schema = batch.schema
                     nb = batch.nbytes
-                    bpr_rows += batch.length
+                    bpr_rows += n
                     bpr_bytes += nb
-                    result.bytes_written += destination.write(batch) or 0
-                    result.rows_written += batch.length
+                    tw = time.perf_counter()
+                    wrote = destination.write(batch) or 0
+                    write_s = time.perf_counter() - tw
+                    meter.write_time.observe(write_s)
+                    result.bytes_written += wrote
+                    result.rows_written += n
             finally:
                 pool.release(batch)
+            now_bytes = int(getattr(source, "bytes_read", 0) or 0)
+            meter.batch(read=stats.rows + stats.rejected, rejected=stats.rejected, written=n, bytes_written=wrote,
+                        bytes_read=now_bytes - seen_bytes, seconds=max(parse_s, write_s))
+            seen_bytes = now_bytes
+            meter.gauges(pool_in_use=pool.in_use(), pool_capacity=pool.capacity, chunks=work.qsize(),
+                         parsed=len(done))
             if max_rejected is not None and rejects.count > max_rejected:
                 raise TooManyRejected(f"{rejects.count} rows rejected, more than --max-rejected {max_rejected}")
             if progress is not None:
@@ -264,10 +309,19 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
         checkpoint = source.state()
         if checkpoint is not None:  # saved in the destination's own transaction when it can (exactly-once)
             destination.stage_state(name, checkpoint)
+        meter.stage = "commit"
+        tw = time.perf_counter()
         destination.commit()
+        meter.commit_time.observe(time.perf_counter() - tw)
         committed = True
     except KeyboardInterrupt:
+        if own_meter:
+            meter.fail(Interrupted("interrupted"))
         raise Interrupted("interrupted; nothing was committed") from None
+    except BaseException as e:
+        if own_meter:
+            meter.fail(e)
+        raise
     finally:
         stop.set()
         pool.close()
@@ -290,6 +344,10 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
     result.rows_read = read_metrics.rows
     result.rows_rejected = rejects.count
     result.bytes_read = int(getattr(source, "bytes_read", 0) or 0)
+    meter.bytes_read(result.bytes_read - seen_bytes)
+    meter.gauges(pool_in_use=0, pool_capacity=pool.capacity, chunks=0, parsed=0)
+    if own_meter:
+        meter.finish()
     result.seconds = time.perf_counter() - t0
     result.dead_letter = rejects.location
     result.bytes_per_record = round(bpr_bytes / bpr_rows, 2) if bpr_rows else 0.0

@@ -555,6 +555,24 @@ class MysqlSource(Source):
         if r is not None:
             r.join(timeout=5)
 
+    def lag_bytes(self) -> int | None:
+        """Binlog bytes past the last transaction handed out (``nebula_cdc_lag_bytes``, read after each round,
+        on a short connection of its own); None when the server cannot tell."""
+        if self._pos is None:
+            return None
+        try:
+            conn = self._connect()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SHOW BINARY LOGS")
+                    logs = [(_order({"file": r[0], "pos": 0})[0], int(r[1])) for r in cur.fetchall()]
+            finally:
+                conn.close()
+        except Exception:  # noqa: BLE001 - a status probe only
+            return None
+        num, pos = _order(self._pos)
+        return sum(size for n, size in logs if n > num) + sum(max(0, size - pos) for n, size in logs if n == num)
+
     # -- the binlog reader thread ---------------------------------------------------------------------------
     def _put(self, item) -> bool:
         while not self._stop.is_set():

@@ -554,6 +554,16 @@ class PostgresCdcSource(Source):
             if msg not in self.warnings:
                 self.warnings.append(msg)
 
+    def lag_bytes(self) -> int | None:
+        """WAL between the server's insert position and the last change handed out (``nebula_cdc_lag_bytes``,
+        read after each round); None when the server cannot tell."""
+        try:
+            row = self._conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)::int8",
+                                     (lsn_text(self._lsn),)).fetchone()
+        except Exception:  # noqa: BLE001 - a status probe only
+            return None
+        return max(0, int(row[0] or 0)) if row else None
+
     def _rel_of(self, t: str) -> _Rel:
         oid = next(o for o, n in self._oids.items() if n == t)
         rel = self._rels.get(oid)
