@@ -112,6 +112,9 @@ class CopyOptions:
     config_path: str | None = None
     config_sha256: str | None = None
     resilience: Any = None  # a RetryPolicy (built from a ``resilience`` mapping)
+    metrics_port: int | None = None  # serve /metrics and /healthz during the run (nebula.pipeline.serve)
+    metrics_host: str = "127.0.0.1"
+    alerts: dict[str, float] | None = None  # thresholds (nebula.pipeline.observe)
     source_options: dict[str, Any] = field(default_factory=dict)
     dest_options: dict[str, Any] = field(default_factory=dict)
 
@@ -241,9 +244,10 @@ def copy(source, dest, **opts) -> RunResult:
                      config_sha256=o.config_sha256 or options_sha256(source, dest, opts))
     audit.name = o.name
     from .connectors.resilience import use_policy
+    from .pipeline.serve import serving
 
     try:
-        with use_policy(o.resilience):
+        with use_policy(o.resilience), serving(o.metrics_port, o.metrics_host):
             result = _copy(source, dest, o, audit)
     except BaseException as e:
         problem = audit.finish(error=e)
@@ -266,6 +270,7 @@ class _Attempt:
     dst: Any
     rejects: Any
     committed: bool = False
+    meter: Any = None  # the run's PipelineMeter (metrics, /healthz, alerts), shared by every attempt
 
 
 def _copy(source, dest, o: CopyOptions, audit) -> RunResult:
@@ -289,18 +294,24 @@ def _copy(source, dest, o: CopyOptions, audit) -> RunResult:
         from .state import StateStore
 
         store = StateStore(o.state)
-    run = _Attempt(src, dst, rejects)
+    from .pipeline.observe import PipelineMeter
+
+    run = _Attempt(src, dst, rejects, meter=PipelineMeter(name, source=src, destination=dst, alerts=o.alerts))
     try:
         if changes:
             from .pipeline.cdc import copy_changes
 
-            result = copy_changes(src, _label(source), dest, o, store=store, rejects=rejects, name=name)
+            result = copy_changes(src, _label(source), dest, o, store=store, rejects=rejects, name=name,
+                                  meter=run.meter)
+            run.meter.finish()
             result.run_id = run_id
             if store is not None:
                 _record(store, result)
             return result
         result = _run_with_reruns(source, dest, o, name, store, run, run_id, audit)
+        run.meter.finish()
     except BaseException as e:
+        run.meter.fail(e)
         if store is not None:
             from .redact import redact
 
@@ -365,7 +376,7 @@ def _run_once(source, dest, o: CopyOptions, name: str, store, run: _Attempt, run
     result = run_pipeline(src, dst, name=name, threads=o.threads or _default_threads(),
                           batch_rows=o.batch_rows, mode=mode, table=o.table or src.name, key=o.key,
                           rejects=run.rejects, max_rejected=o.max_rejected, progress=progress,
-                          source_label=_label(source), dest_label=_label(dst.location() or dest))
+                          source_label=_label(source), dest_label=_label(dst.location() or dest), meter=run.meter)
     run.committed = True
     result.run_id = getattr(dst, "run_id", None) or run_id
     result.destination = _label(dst.location() or dest)
@@ -464,8 +475,6 @@ def config_to_copy_args(cfg) -> tuple[str, str, str, dict]:
     o.pop("source_table", None)
     if o.get("schema") is not None:
         o["schema"] = cfg.load_schema()
-    if o.pop("metrics_port", None):
-        raise ConfigError(f"pipeline {name!r}: metrics_port is not available in this version yet")
     if isinstance(o.get("tables"), list):
         o["tables"] = ",".join(o["tables"])
     for k in ("cdc", "until_caught_up"):

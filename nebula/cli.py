@@ -138,7 +138,9 @@ def copy_cmd(
     slot: Annotated[str | None, Opt(help="Replication slot name (CDC).")] = None,
     tables: Annotated[str | None, Opt(help="Tables to capture (CDC).")] = None,
     until_caught_up: Annotated[bool, Opt(help="Stop once caught up (CDC).")] = False,
-    metrics_port: Annotated[int | None, Opt(help="Serve /metrics and /healthz on this port.")] = None,
+    metrics_port: Annotated[int | None, Opt(help="Serve /metrics and /healthz on this port while the run lasts.",
+                                            min=1, max=65535)] = None,
+    metrics_host: Annotated[str, Opt(help="Address --metrics-port listens on.")] = "127.0.0.1",
     partition_by: Annotated[str | None, Opt(help="Directory output: Hive partitions by these columns, "
                                                  "e.g. country,date(ts).")] = None,
     max_rows_per_file: Annotated[int | None, Opt(help="Directory output: start a new file after N rows.")] = None,
@@ -161,8 +163,6 @@ def copy_cmd(
 
         if len(paths) < 2:
             raise UsageError("copy needs a SOURCE and a DEST")
-        if metrics_port is not None:
-            raise UsageError("--metrics-port is not available in this version yet")
         if no_audit and audit_log:
             raise UsageError("--audit-log and --no-audit contradict each other")
         *sources, dest = paths
@@ -182,7 +182,8 @@ def copy_cmd(
                       progress="auto" if progress and not as_json else "none",
                       cdc=cdc or None, slot=slot, tables=tables, until_caught_up=until_caught_up or None,
                       partition_by=partition_by, max_rows_per_file=max_rows_per_file, max_file_size=max_file_size,
-                      run_id=run_id, compression=compression, compression_level=compression_level)
+                      run_id=run_id, compression=compression, compression_level=compression_level,
+                      metrics_port=metrics_port, metrics_host=metrics_host)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
     _summary(result, as_json)
@@ -196,6 +197,9 @@ def run_cmd(
     audit_log: Annotated[str | None, Opt(help="Audit log (default: from the file or audit.jsonl next to the "
                                               "state store).")] = None,
     no_audit: Annotated[bool, Opt("--no-audit", help="Write no audit log lines.")] = False,
+    metrics_port: Annotated[int | None, Opt(help="Serve /metrics and /healthz on this port while each pipeline "
+                                                 "runs (default: the file's metrics_port).", min=1, max=65535)] = None,
+    metrics_host: Annotated[str | None, Opt(help="Address --metrics-port listens on (default 127.0.0.1).")] = None,
     progress: Annotated[bool, Opt("--progress/--no-progress")] = True,
     as_json: Annotated[bool, Opt("--json", help="Print one JSON summary per pipeline.")] = False,
     debug: Annotated[bool, Opt()] = False,
@@ -217,8 +221,9 @@ def run_cmd(
         results = []
         for pc in pipes:
             p = Pipeline.from_config(pc)
+            serve = {k: v for k, v in (("metrics_port", metrics_port), ("metrics_host", metrics_host)) if v}
             r = p.run(state=state or cfg.state or ".nebula/state.db", audit_log=audit, config_path=cfg.path,
-                      config_sha256=cfg.sha256, progress="auto" if progress and not as_json else "none")
+                      config_sha256=cfg.sha256, progress="auto" if progress and not as_json else "none", **serve)
             results.append(r)
             _summary(r, as_json)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
