@@ -155,6 +155,10 @@ class CopyOptions:
             raise ConfigError("--threads must be >= 1")
         if o.batch_rows < 1:
             raise ConfigError("batch_rows must be >= 1")
+        if o.alerts:
+            from .pipeline.observe import check_alerts
+
+            o.alerts = check_alerts(o.alerts)
         from .connectors.resilience import RetryPolicy
 
         o.resilience = RetryPolicy.from_config(o.resilience)

@@ -112,6 +112,20 @@ def _endpoint(value: Any) -> Any:
     return {"url": value} if isinstance(value, str) else value
 
 
+class AlertsConfig(BaseModel):
+    """``alerts:`` of a pipeline: thresholds that, while crossed, log a warning and set ``nebula_alert_active``
+    (see :mod:`nebula.pipeline.observe`); ``free_disk_bytes`` is the lower bound ``nebula check`` applies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cdc_lag_bytes: int | None = Field(default=None, ge=0)
+    rejected_rows: int | None = Field(default=None, ge=0)
+    rejected_ratio: float | None = Field(default=None, ge=0, le=1)
+    batch_seconds: float | None = Field(default=None, gt=0)
+    retries: int | None = Field(default=None, ge=0)
+    free_disk_bytes: int | None = Field(default=None, ge=0)
+
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the field `schema` shadows the deprecated BaseModel.schema()
 
@@ -139,6 +153,7 @@ with warnings.catch_warnings():
         until_caught_up: bool = False
         cursor: str | None = None
         metrics_port: int | None = Field(default=None, ge=1, le=65_535)
+        alerts: AlertsConfig | None = None
         # directory / object-prefix destinations (``out/orders/``, ``s3://b/orders/``)
         partition_by: StrList | None = None
         max_rows_per_file: int | None = Field(default=None, ge=1)
@@ -182,7 +197,8 @@ with warnings.catch_warnings():
             opts.update(source=self.source.url, destination=self.destination.url, format=self.source.format,
                         dest_format=self.destination.format, table=self.destination.table,
                         source_table=self.source.table, source_options=dict(self.source.options),
-                        destination_options=dict(self.destination.options))
+                        destination_options=dict(self.destination.options),
+                        alerts=self.alerts.model_dump(exclude_none=True) if self.alerts else None)
             return opts
 
 
@@ -369,6 +385,8 @@ def _allowed_keys(loc: tuple, top: bool) -> tuple[str, ...]:
         return tuple(_FileModel.model_fields)
     if len(loc) >= 2 and loc[0] in ("source", "destination"):
         return tuple(EndpointConfig.model_fields)
+    if len(loc) >= 2 and loc[0] == "alerts":
+        return tuple(AlertsConfig.model_fields)
     return PIPELINE_FIELDS
 
 

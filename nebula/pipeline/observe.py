@@ -32,6 +32,28 @@ _RETRY_WINDOW = 60.0
 log = logging.getLogger("nebula.alerts")
 
 
+def check_alerts(thresholds) -> dict:
+    """``thresholds`` (a mapping of the names above) validated; a :class:`~nebula.errors.ConfigError` names
+    the first bad key."""
+    from pydantic import ValidationError
+
+    from ..config import AlertsConfig
+    from ..errors import ConfigError
+
+    if hasattr(thresholds, "model_dump"):
+        return thresholds.model_dump(exclude_none=True)
+    if not isinstance(thresholds, dict):
+        raise ConfigError(f"alerts must be a mapping of thresholds ({', '.join(RUN_ALERTS + CHECK_ONLY)}), "
+                          f"got {type(thresholds).__name__}")
+    try:
+        return AlertsConfig.model_validate(thresholds).model_dump(exclude_none=True)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        what = "unknown alert" if err["type"] == "extra_forbidden" else err["msg"]
+        raise ConfigError(f"alerts.{where}: {what} (alerts: {', '.join(RUN_ALERTS + CHECK_ONLY)})") from None
+
+
 class Alerts:
     """The alert state of one pipeline: ``update(name, value)`` compares against its threshold."""
 
