@@ -34,12 +34,14 @@ def free_port() -> int:
 class PgServer:
     """Start with :meth:`start`, stop with :meth:`stop`; ``dsn`` is a libpq URI over TCP on 127.0.0.1."""
 
-    def __init__(self, *, wal_level: str = "replica") -> None:
+    def __init__(self, *, wal_level: str = "replica", ssl: tuple[str, str] | None = None) -> None:
+        """``ssl``: (certificate file, key file) to serve TLS with (``ssl = on``); plain TCP still works."""
         self.bindir = pg_bindir()
         if self.bindir is None:
             raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found: "
                                "apt-get install postgresql (make test installs it via scripts/ensure-system.sh)")
         self.wal_level = wal_level
+        self.ssl = ssl
         self.dir = tempfile.mkdtemp(prefix="nebula-pg-")
         self.data = os.path.join(self.dir, "data")
         self.log = os.path.join(self.dir, "server.log")
@@ -76,6 +78,18 @@ class PgServer:
                     f"wal_level = {self.wal_level}\nfsync = off\nsynchronous_commit = off\n"
                     "full_page_writes = off\nmax_connections = 60\nshared_buffers = 128MB\n"
                     "max_wal_size = 4GB\n")
+            if self.ssl:
+                f.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+        if self.ssl:
+            for src, name in zip(self.ssl, ("server.crt", "server.key"), strict=True):
+                dst = os.path.join(self.data, name)
+                shutil.copyfile(src, dst)
+                os.chmod(dst, 0o600)  # the server refuses a key readable by others
+                if self._as:
+                    import pwd
+
+                    pw = pwd.getpwnam("postgres")
+                    os.chown(dst, pw.pw_uid, pw.pw_gid)
         hba = os.path.join(self.data, "pg_hba.conf")
         rest = open(hba).read()
         with open(hba, "w") as f:  # one role needs a password, for the authentication tests

@@ -36,10 +36,44 @@ def assert_no_secret(*texts: str, secret: str = SECRET) -> None:
             assert form not in text, f"secret {form!r} leaked in:\n{text}"
 
 
+def make_certs(d) -> dict[str, str]:
+    """A throwaway CA, a server certificate it signs (CN localhost, SAN DNS:localhost and IP:127.0.0.1), and an
+    unrelated second CA (the "wrong" one), made with the openssl command line. EC keys: fast to make."""
+    d = str(d)
+    os.makedirs(d, exist_ok=True)
+
+    def openssl(*args):
+        r = subprocess.run(["openssl", *args], cwd=d, capture_output=True, text=True)
+        assert r.returncode == 0, f"openssl {' '.join(args[:2])} failed: {r.stderr}"
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for name in ("ca", "wrong_ca"):
+        openssl("req", "-x509", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
+                "-subj", f"/CN=Nebula test {name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+                "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n")
+    openssl("req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "2", "-extfile", "server.ext")
+    for name in os.listdir(d):
+        os.chmod(os.path.join(d, name), 0o644)
+    return {k: os.path.join(d, f"{k}.crt" if k != "server_key" else "server.key")
+            for k in ("ca", "wrong_ca", "server", "server_key")}
+
+
 @pytest.fixture(scope="session")
-def pg_server():
+def certs(tmp_path_factory) -> dict[str, str]:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def pg_server(certs):
+    """A PostgreSQL serving TLS with the test CA's certificate (plain connections still allowed), logical WAL."""
     try:
-        srv = PgServer()
+        srv = PgServer(ssl=(certs["server"], certs["server_key"]), wal_level="logical")
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
     try:

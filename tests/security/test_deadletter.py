@@ -15,7 +15,7 @@ import nebula
 from nebula.errors import ConfigError
 from nebula.pipeline.deadletter import parse_target
 
-from .conftest import run_nebula
+from .conftest import SECRET_USER, run_nebula
 
 # line 3: a value that is not an int32 (coercion); line 4: too few fields (parsing); line 5: invalid UTF-8 and a NUL
 CSV = b"id,qty,name\n1,2,a\n2,many,b\n3,4\n4,5,\xff\x00z\n5,6,e\n"
@@ -115,7 +115,7 @@ def test_postgres_table_and_max_rejected(tmp_path, pg_server, secret_url, pg):
 
 
 def test_unwritable_table_keeps_rows_in_the_spool(tmp_path, secret_url):
-    down = secret_url.split("@")[0] + "@127.0.0.1:1/postgres#rej"  # nothing listens on port 1
+    down = secret_url.replace(SECRET_USER, "no_such_role") + "#rej"  # the server refuses this role
     r = _copy(tmp_path, down)
     assert r.returncode == 1 and "could not be inserted" in r.stderr
     spool = r.stderr.split("kept in ")[1].strip()
