@@ -233,15 +233,16 @@ def run_cmd(
 @app.command("check")
 def check_cmd(
     config: Annotated[str, typer.Argument(help="Pipeline YAML file.")],
-    as_json: Annotated[bool, Opt("--json")] = False,
+    as_json: Annotated[bool, Opt("--json", help="Print the reports as one JSON list.")] = False,
+    timeout: Annotated[float, Opt(help="Seconds each check may take before it counts as failing.", min=0.1)] = 10.0,
     debug: Annotated[bool, Opt()] = False,
 ) -> None:
-    """Validate a config and check every source and destination."""
+    """Validate a config and check every source and destination: healthy, degraded or failing (exit 1)."""
     global _debug
     _debug = debug
     try:
         from .config import load_config
-        from .health import check_pipeline
+        from .health import check_config
 
         cfg = load_config(config)
         _warn(cfg.warnings)
@@ -249,15 +250,15 @@ def check_cmd(
         _fail(e)
     from .redact import redact_obj
 
-    reports = redact_obj([r for pc in cfg.pipelines for r in check_pipeline(pc)])
-    bad = [r for r in reports if r["status"] != "healthy"]
+    reports = redact_obj(check_config(cfg, timeout=timeout))
+    bad = [r for r in reports if r["status"] == "failing"]
     if as_json:
         typer.echo(json.dumps(reports))
     else:
         for r in reports:
             mark = {"healthy": "✓", "degraded": "~", "failing": "✗"}[r["status"]]
             typer.echo(f"{mark} {r['pipeline']} {r['role']} {r['target']}: {r['status']}"
-                       + (f" ({r['reason']})" if r.get("reason") else ""))
+                       + (f" ({r['reason']})" if r.get("reason") else "") + f" [{r['seconds']:.2f}s]")
     raise typer.Exit(1 if bad else 0)
 
 
