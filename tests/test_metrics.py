@@ -2,6 +2,8 @@
 
 import threading
 
+import pytest
+
 from nebula import metrics
 
 
@@ -36,3 +38,31 @@ def test_import_nebula_does_not_load_prometheus():
     code = "import sys, nebula, nebula.metrics; print('prometheus_client' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_families_by_keyword_or_position_totals_and_breakers():
+    fam = metrics.get("retries")
+    fam.labels(endpoint="t-kw", error="E").inc(2)
+    fam.labels("t-kw", "E").inc()
+    assert fam.labels(error="E", endpoint="t-kw").value == 3
+    assert metrics.total("retries") >= 3
+    metrics.set_circuit_state("t-brk", "open")
+    assert "t-brk" in metrics.breakers("open") and "t-brk" not in metrics.breakers("half-open")
+    metrics.set_circuit_state("t-brk", "closed")
+    assert "t-brk" not in metrics.breakers("open")
+    with pytest.raises(ValueError, match="takes labels"):
+        fam.labels("only-one")
+
+
+def test_histogram_buckets_are_cumulative():
+    h = metrics.get("batch_duration").labels("t-hist", "parse")
+    for s in (0.0001, 0.003, 0.003, 7.0, 1000.0):
+        h.observe(s)
+    get = metrics.sample
+    base = {"pipeline": "t-hist", "stage": "parse"}
+    assert get("nebula_batch_duration_seconds_bucket", {**base, "le": "0.0005"}) == 1
+    assert get("nebula_batch_duration_seconds_bucket", {**base, "le": "0.005"}) == 3
+    assert get("nebula_batch_duration_seconds_bucket", {**base, "le": "10.0"}) == 4
+    assert get("nebula_batch_duration_seconds_bucket", {**base, "le": "+Inf"}) == 5
+    assert get("nebula_batch_duration_seconds_count", base) == 5
+    assert abs(get("nebula_batch_duration_seconds_sum", base) - 1007.0061) < 1e-9

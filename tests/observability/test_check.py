@@ -171,3 +171,16 @@ pipelines:
     assert len(lines) == 6 and lines[-1].startswith("✗ gone destination s3://nb-no-such-b/x.csv: failing (")
     assert all(line.rstrip().endswith("s]") for line in lines)
     assert any(line.startswith("~ table destination") and "does not exist yet" in line for line in lines)
+
+
+def test_mysql_cdc_source_is_described_not_snapshotted(db, tmp_path):
+    dsn, c = db
+    with c.cursor() as cur:
+        cur.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    text = (f'pipelines:\n  - {{name: my, source: "{dsn}", destination: "{tmp_path}/t.jsonl", cdc: true, '
+            f'tables: [t]}}\n  - {{name: nope, source: "{dsn}", destination: "{tmp_path}/u.jsonl", tables: [nope]}}\n')
+    r = check(text)
+    s = r["my", "source"]
+    assert s["status"] == "healthy" and s["reason"] == "1 table(s): t; binlog ready for CDC"
+    assert r["my", "destination"]["status"] == "healthy"
+    assert r["nope", "source"]["status"] == "failing" and "nope" in r["nope", "source"]["reason"]
