@@ -36,7 +36,9 @@ def _binary(*names: str) -> str | None:
 class MariaDbServer:
     """Start with :meth:`start`, stop with :meth:`stop`; :attr:`dsn` is ``mysql://`` for the CDC user."""
 
-    def __init__(self, *, log_bin: bool = True, binlog_format: str = "ROW") -> None:
+    def __init__(self, *, log_bin: bool = True, binlog_format: str = "ROW",
+                 ssl: tuple[str, str, str] | None = None) -> None:
+        """``ssl``: (CA file, certificate file, key file) to serve TLS with; plain connections still work."""
         self.mariadbd = _binary("mariadbd", "mysqld")
         self.install_db = _binary("mariadb-install-db", "mysql_install_db")
         if not self.mariadbd or not self.install_db:
@@ -60,6 +62,12 @@ class MariaDbServer:
                       "binlog_row_metadata=FULL"]
         if os.geteuid() == 0:
             lines.append("user=mysql")
+        if ssl:
+            for src, name in zip(ssl, ("ca.pem", "server-cert.pem", "server-key.pem"), strict=True):
+                shutil.copyfile(src, os.path.join(self.dir, name))
+                os.chmod(os.path.join(self.dir, name), 0o644)
+            lines += [f"ssl_ca={self.dir}/ca.pem", f"ssl_cert={self.dir}/server-cert.pem",
+                      f"ssl_key={self.dir}/server-key.pem"]
         with open(self.cnf, "w") as f:
             f.write("\n".join(lines) + "\n")
         if os.geteuid() == 0:

@@ -37,8 +37,9 @@ def assert_no_secret(*texts: str, secret: str = SECRET) -> None:
 
 
 def make_certs(d) -> dict[str, str]:
-    """A throwaway CA, a server certificate it signs (CN localhost, SAN DNS:localhost and IP:127.0.0.1), and an
-    unrelated second CA (the "wrong" one), made with the openssl command line. EC keys: fast to make."""
+    """A throwaway CA, a server certificate it signs (CN localhost, SAN DNS:localhost and IP:127.0.0.1), a client
+    certificate it signs (CN nebula-client), and an unrelated second CA (the "wrong" one), made with the openssl
+    command line. EC keys: fast to make."""
     d = str(d)
     os.makedirs(d, exist_ok=True)
 
@@ -58,10 +59,15 @@ def make_certs(d) -> dict[str, str]:
     openssl("req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "server.crt", "-days", "2", "-extfile", "server.ext")
+    with open(os.path.join(d, "client.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n")
+    openssl("req", "-new", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=nebula-client")
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "client.crt", "-days", "2", "-extfile", "client.ext")
     for name in os.listdir(d):
         os.chmod(os.path.join(d, name), 0o644)
-    return {k: os.path.join(d, f"{k}.crt" if k != "server_key" else "server.key")
-            for k in ("ca", "wrong_ca", "server", "server_key")}
+    return {k: os.path.join(d, f"{k}.crt" if not k.endswith("_key") else f"{k[:-4]}.key")
+            for k in ("ca", "wrong_ca", "server", "server_key", "client", "client_key")}
 
 
 @pytest.fixture(scope="session")

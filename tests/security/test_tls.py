@@ -5,6 +5,7 @@ traceback or password, and sslmode=require encrypts without a CA."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import textwrap
 from urllib.parse import quote
 
@@ -100,12 +101,36 @@ def test_cdc_over_verify_full(tmp_path, pg_server, secret_url, certs, pg):
         r = run_nebula("copy", url, f"sqlite:///{tmp_path}/cdc.db", "--cdc", "--tables", "tls_cdc", "--slot",
                        "tls_slot", "--until-caught-up", "--state", state, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
-        import sqlite3
-
         with sqlite3.connect(tmp_path / "cdc.db") as db:
             assert db.execute("SELECT id, v FROM tls_cdc ORDER BY id").fetchall() == [(1, "a"), (2, "b")]
         r = run_nebula("state", "show", "--state", state, cwd=tmp_path)
         assert "sslmode=verify-full" in r.stdout  # the checkpoint keeps the TLS settings (not the password)
         assert_no_secret(r.stdout, r.stderr)
+        # the same from YAML source options (password from a file); a wrong CA fails before any slot exists
+        (tmp_path / "pw").write_text(SECRET)
+        cfg = tmp_path / "cdc.yml"
+        for ca, slot in ((certs["wrong_ca"], "tls_slot_bad"), (certs["ca"], "tls_slot2")):
+            cfg.write_text(textwrap.dedent(f"""\
+                state: {tmp_path}/state2.db
+                pipelines:
+                  - name: cdc_yaml
+                    source:
+                      url: "postgresql://{SECRET_USER}@127.0.0.1:{pg_server.port}/postgres"
+                      options: {{sslmode: verify-full, sslrootcert: "{ca}", password: "${{file:pw}}"}}
+                    destination: "sqlite:///{tmp_path}/cdc2.db"
+                    cdc: true
+                    tables: [tls_cdc]
+                    slot: {slot}
+                    until_caught_up: true
+                """))
+            r = run_nebula("run", cfg, cwd=tmp_path)
+            assert_no_secret(r.stdout, r.stderr)
+            if slot == "tls_slot_bad":
+                assert r.returncode == 1 and "certificate could not be verified" in r.stderr, r.stderr
+            else:
+                assert r.returncode == 0, r.stderr
+        with sqlite3.connect(tmp_path / "cdc2.db") as db:
+            assert db.execute("SELECT count(*) FROM tls_cdc").fetchone() == (2,)
     finally:
-        pg.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'tls_slot'")
+        pg.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                   "WHERE slot_name IN ('tls_slot', 'tls_slot2', 'tls_slot_bad')")

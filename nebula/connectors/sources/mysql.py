@@ -2,8 +2,14 @@
 
 ``mysql://user:pw@host:port/db`` (also ``mariadb://``). Options: ``tables`` (``a,b`` or ``db.a``; default:
 every base table of the database), ``cdc``, ``server_id`` (replica id, default 0x4E42), ``connect_timeout``,
-``retries`` (reconnections of a dropped binlog connection, default 5). A single table's stream name is the
-table; several tables go to one destination each (see :mod:`nebula.pipeline.cdc`).
+``retries`` (reconnections of a dropped binlog connection, default 5), ``password`` (instead of the URL's).
+A single table's stream name is the table; several tables go to one destination each (see
+:mod:`nebula.pipeline.cdc`).
+
+TLS (options, or the URL's query: ``?ssl_ca=/etc/ca.pem``): ``ssl_ca`` (CA file), ``ssl_cert`` and ``ssl_key``
+(client certificate), ``ssl_verify``: ``full`` (the default with a CA: the certificate and the host name are
+checked), ``ca`` (the certificate only) or ``none`` (encrypted, nothing checked). Any of them turns TLS on, for
+the snapshot connections and the binlog stream alike; a certificate that cannot be verified is a clear error.
 
 Snapshot. ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` (REPEATABLE READ, session time zone UTC), then on
 MariaDB ``SHOW STATUS LIKE 'binlog_snapshot_%'`` gives the binlog file/position consistent with it without a
@@ -48,7 +54,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import numpy as np
 
@@ -57,7 +63,9 @@ from ...schema import Field, Schema
 from ...types import LogicalType
 from ..base import Capabilities, ParseStats, Source
 
-_OWN = ("tables", "cdc", "server_id", "connect_timeout", "retries", "until_caught_up", "max_changes", "max_seconds")
+_TLS = ("ssl_ca", "ssl_cert", "ssl_key", "ssl_verify")
+_OWN = ("tables", "cdc", "server_id", "connect_timeout", "retries", "until_caught_up", "max_changes", "max_seconds",
+        "password", *_TLS)
 _IGNORED = ("infer_schema", "columns", "schema", "on_error", "threads", "batch_rows", "dictionary",
             "dictionary_max", "sample_bytes", "block_size")
 _OPS = ("r", "c", "u", "d")
@@ -248,15 +256,35 @@ def _build(col: _Col, values: list, bad: list[int] | None = None):
 
 # -- connections, URL -------------------------------------------------------------------------------------
 
-def _parse_url(url: str) -> dict:
+def _parse_url(url: str, options: dict | None = None) -> dict:
+    """PyMySQL connection arguments of a ``mysql://`` URL; ``options`` (``password``, TLS) override its query."""
     u = urlsplit(url)
     if u.scheme not in ("mysql", "mariadb"):
         raise ConfigError(f"not a mysql:// URL: {u.scheme}://…")
     db = u.path.lstrip("/")
     if not db:
         raise ConfigError("mysql:// URL needs a database: mysql://user:pw@host:port/db")
-    return {"host": u.hostname or "127.0.0.1", "port": u.port or 3306, "user": unquote(u.username or "root"),
-            "password": unquote(u.password or ""), "database": unquote(db)}
+    opts = {k: v for k, v in parse_qsl(u.query) if k in _TLS}
+    opts.update({k: str(v) for k, v in (options or {}).items() if k in (*_TLS, "password") and v not in (None, "")})
+    args = {"host": u.hostname or "127.0.0.1", "port": u.port or 3306, "user": unquote(u.username or "root"),
+            "password": opts.get("password", unquote(u.password or "")), "database": unquote(db)}
+    if any(k in opts for k in _TLS):
+        verify = opts.get("ssl_verify", "full" if opts.get("ssl_ca") else "none").lower()
+        modes = {"full": (True, True), "true": (True, True), "1": (True, True), "yes": (True, True),
+                 "ca": (True, False), "none": (False, False), "false": (False, False), "0": (False, False),
+                 "no": (False, False)}
+        if verify not in modes:
+            raise ConfigError(f"ssl_verify must be full, ca or none, got {verify!r}")
+        cert, host = modes[verify]
+        args["ssl"] = {"ca": opts.get("ssl_ca"), "verify_mode": cert, "check_hostname": host,
+                       **({"cert": opts["ssl_cert"]} if opts.get("ssl_cert") else {}),
+                       **({"key": opts["ssl_key"]} if opts.get("ssl_key") else {})}
+    return args
+
+
+def _tls_failure(e: BaseException) -> bool:
+    text = str(e).lower()
+    return "certificate_verify_failed" in text or "certificate verify failed" in text
 
 
 def _qi(name: str) -> str:
@@ -278,7 +306,7 @@ class MysqlSource(Source):
         unknown = sorted(set(opts) - set(_OWN) - set(_IGNORED))
         if unknown:
             raise ConfigError(f"{self.label}: unknown option(s) {', '.join(unknown)}; known: {', '.join(_OWN)}")
-        self.conn_args = _parse_url(url)
+        self.conn_args = _parse_url(url, opts)
         self.db = self.conn_args["database"]
         self.cdc = bool(opts.get("cdc"))
         self.on_error = opts.get("on_error") or "fail"
@@ -390,9 +418,12 @@ class MysqlSource(Source):
             try:
                 return pymysql.connect(host=a["host"], port=a["port"], user=a["user"], password=a["password"],
                                        database=a["database"], connect_timeout=self.timeout, autocommit=True,
-                                       charset="utf8mb4", **extra)
+                                       charset="utf8mb4", **({"ssl": a["ssl"]} if a.get("ssl") else {}), **extra)
             except pymysql.err.OperationalError as e:
                 code = e.args[0] if e.args else 0
+                if _tls_failure(e):  # retrying cannot fix a certificate
+                    raise ConnectionFailed(f"{self.label}: TLS: the server certificate could not be verified (is "
+                                           f"ssl_ca the CA that signed it?): {e.args[-1]}", retryable=False) from None
                 if code in (1045, 1044, 1049):
                     raise ConfigError(f"{self.label}: {e.args[1]}") from None
                 last = e
@@ -625,7 +656,7 @@ class MysqlSource(Source):
 
         a = self.conn_args
         settings = {"host": a["host"], "port": a["port"], "user": a["user"], "password": a["password"],
-                    "connect_timeout": self.timeout, "read_timeout": 30}
+                    "connect_timeout": self.timeout, "read_timeout": 30, **({"ssl": a["ssl"]} if a.get("ssl") else {})}
         by_gtid = self._mariadb and bool(pos.get("gtid"))
         kw = dict(auto_position=pos["gtid"], is_mariadb=True) if by_gtid else dict(
             log_file=pos["file"], log_pos=pos["pos"], resume_stream=True)

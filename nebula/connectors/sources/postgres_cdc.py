@@ -3,7 +3,8 @@
 ``nebula copy postgresql://…/db DEST --cdc [--tables public.a,b] [--slot NAME] [--until-caught-up]``. Options:
 ``tables`` (``schema.table`` or ``table`` = ``public.table``; default every table of ``public``), ``slot``
 (default ``nebula_<name>``), ``publication`` (default the slot's name), ``lag_warn_bytes`` (default 1 GiB),
-``connect_timeout``, ``retries`` (reconnections of a lost replication connection in a row, default 5).
+``connect_timeout``, ``retries`` (reconnections of a lost replication connection in a row, default 5), and the
+libpq options ``password``, ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey`` (or in the URL's query).
 Destination tables are named after the source tables (without their schema).
 
 Start. A publication for the tables is created (or extended with missing tables). Without a checkpoint the slot
@@ -60,9 +61,10 @@ from ...errors import ConfigError, ConnectionFailed, DataError, SourceError
 from ...schema import Field, Schema
 from ...types import LogicalType
 from ..base import Capabilities, ParseStats, Source
+from ..destinations.postgres import LIBPQ_OPTIONS, libpq_url
 
 _OWN = ("tables", "cdc", "slot", "publication", "until_caught_up", "max_changes", "max_seconds",
-        "connect_timeout", "retries", "lag_warn_bytes", "table", "db_schema")
+        "connect_timeout", "retries", "lag_warn_bytes", "table", "db_schema", *LIBPQ_OPTIONS)
 _IGNORED = ("infer_schema", "columns", "schema", "on_error", "threads", "batch_rows", "dictionary",
             "dictionary_max", "sample_bytes", "block_size", "cursor")
 _CHANGE = [Field("_op", LogicalType("string")), Field("_lsn", LogicalType("int64")),
@@ -148,7 +150,7 @@ class PostgresCdcSource(Source):
     def __init__(self, url: str, *, options: dict | None = None) -> None:
         from ...redact import redact_url
 
-        self.url = url
+        self.url = libpq_url(url, options or {})  # password / ssl* options (see LIBPQ_OPTIONS)
         self.label = redact_url(url)
         opts = dict(options or {})
         unknown = sorted(set(opts) - set(_OWN) - set(_IGNORED))
