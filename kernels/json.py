@@ -46,7 +46,7 @@ KIND_NAMES = ("missing", "null", "bool", "bool", "integer", "big integer", "huge
               "string", "array", "object")
 
 # tokenize statuses
-DONE, NEED_MORE, FULL, ERROR, TABLE_FULL = 0, 1, 2, 3, 4
+DONE, NEED_MORE, FULL, ERROR, TABLE_FULL, EVENTS_FULL = 0, 1, 2, 3, 4, 5
 # modes
 LINES, ARRAY = 0, 1
 
@@ -82,6 +82,10 @@ ERROR_TEXT = {
 M_NODES, M_KDATA, M_NEED, M_KEYLEN = 0, 1, 2, 3
 # node columns below zero
 COL_NONE, COL_NULLS = -1, -2
+# the columns of an event row (nested="keep"): see :func:`tokenize`
+EV_SLOT, EV_PARENT, EV_START, EV_END, EV_ROW = range(5)
+# the key of an array's element node: a byte no UTF-8 key holds, so it cannot collide with a member name
+ELEMENT_KEY = np.array([255], dtype=np.uint8)
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -435,15 +439,61 @@ def decode_string_into(buf, s, e, out, w):
 
 # -- one value -----------------------------------------------------------------------------------
 @njit(inline="always")
+def _emit(ev, evk, evn, slot, parent, kind, s, e, row):
+    """Append an event (nested="keep"); its index, or -1 (and ``evn[1]`` set) when the list is full."""
+    i = evn[0]
+    if i >= evk.shape[0]:
+        evn[1] = 1
+        return -1
+    ev[i, EV_SLOT] = slot
+    ev[i, EV_PARENT] = parent
+    ev[i, EV_START] = s
+    ev[i, EV_END] = e
+    ev[i, EV_ROW] = row
+    evk[i] = kind
+    evn[0] = i + 1
+    return i
+
+
+@njit(inline="always")
+def _close_kept(d, p, kind, base, kinds, starts, ends, node_col, nstk, astk, estk, ev, pending, npend):
+    """nested="keep": the container at depth ``d`` closed at ``p``; record its span, or list its node."""
+    an = nstk[d]
+    if an >= 0 and d >= 1:
+        ei = estk[d]
+        if ei >= 0:
+            ev[ei, EV_END] = p + 1
+        col = node_col[an]
+        if col < 0:
+            if npend < pending.shape[0]:
+                pending[npend] = an * 2 + 1
+                npend += 1
+        elif d == 1:
+            kinds[base + col] = kind
+            starts[base + col] = astk[d]
+            ends[base + col] = p + 1
+    return npend
+
+
+@njit(inline="always")
 def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk, base, kinds, starts, ends,
                 node_parent, node_koff, node_kdata, node_col, node_first, node_next, htab, meta, pending,
-                kscratch):
+                kscratch, keep, estk, ev, evk, evn):
     """Parse the JSON value starting at ``buf[p]`` (not whitespace).
 
     ``root`` >= 0: the value is a record; its objects are flattened along nodes below ``root`` and each
     leaf with a column is stored at ``kinds/starts/ends[base + column]``; leaves of nodes without a
     column are listed in ``pending`` (``node * 2 + (1 if not null)``). ``root`` < 0: validate only.
     ``lines``: a newline inside the value is an error (JSON lines).
+
+    ``keep`` (nested="keep" when ``(True,)``, flatten when ``()``: a tuple, so that each mode compiles to
+    its own code and flatten's carries none of keep's branches): only the record's own members (depth 1) go to ``kinds/starts/ends``,
+    objects and arrays there included (kind and exact text); arrays get an element node (key
+    :data:`ELEMENT_KEY`) so their elements are tracked too, and every value deeper than the members
+    -- and every member that is an object or array -- is appended to the events ``ev/evk`` (see
+    :func:`tokenize`) with the index of its enclosing container's event as parent (the row,
+    ``evn[2]``, for a member), so a value is found from its container. Node columns below the
+    members number events, not ``kinds`` slots.
 
     Returns ``(status, q, code, err_pos, newlines, is_object, n_pending)``; status 0 ok (value ends at
     ``q``), 1 incomplete (needs bytes past ``end``), 2 error, 3 key table full.
@@ -476,11 +526,17 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
                 st = 2 if top == 1 else 5
             elif c == 125 and top == 1:
                 d -= 1
+                if len(keep):
+                    npend = _close_kept(d, p, K_OBJECT, base, kinds, starts, ends, node_col, nstk, astk, estk, ev,
+                                        pending, npend)
                 p += 1
             elif c == 93 and top == 2:
                 d -= 1
                 an = nstk[d]
-                if an >= 0:
+                if len(keep):
+                    npend = _close_kept(d, p, K_ARRAY, base, kinds, starts, ends, node_col, nstk, astk, estk, ev,
+                                        pending, npend)
+                elif an >= 0:
                     col = node_col[an]
                     if col >= 0:
                         kinds[base + col] = K_ARRAY
@@ -498,6 +554,9 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
                 if st == 2:
                     return 2, p, E_TRAILING_COMMA, p, nl, is_obj, npend
                 d -= 1
+                if len(keep):
+                    npend = _close_kept(d, p, K_OBJECT, base, kinds, starts, ends, node_col, nstk, astk, estk, ev,
+                                        pending, npend)
                 p += 1
                 st = 3
                 continue
@@ -549,7 +608,7 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
                     return 2, p, E_TRAILING_COMMA, p, nl, is_obj, npend
                 st = 3  # an empty array: closed by the st == 3 branch
                 continue
-            vnode = -1
+            vnode = pstk[d - 1] if len(keep) else -1  # an array's element node (nested="keep")
             st = 0
         # st == 0: a value at p
         if c == 123 or c == 91:
@@ -559,6 +618,23 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
             nstk[d] = vnode
             pstk[d] = -1
             astk[d] = p
+            if len(keep):
+                ei = -1
+                if vnode >= 0 and d >= 1:
+                    col = node_col[vnode]
+                    if col >= 0:
+                        kind = K_OBJECT if c == 123 else K_ARRAY
+                        if d == 1:
+                            ei = _emit(ev, evk, evn, -(col + 1), evn[2], kind, p, p, evn[2])
+                        elif estk[d - 1] >= 0:
+                            ei = _emit(ev, evk, evn, col, estk[d - 1], kind, p, p, evn[2])
+                    if c == 91:
+                        en = _lookup(vnode, -1, ELEMENT_KEY, 0, 1, node_parent, node_koff, node_kdata, node_col,
+                                     node_first, node_next, htab, meta)
+                        if en < 0:
+                            return 3, p, E_NONE, 0, nl, is_obj, npend
+                        pstk[d] = en
+                estk[d] = ei
             d += 1
             p += 1
             st = 1 if c == 123 else 4
@@ -598,9 +674,13 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
         if vnode >= 0:
             col = node_col[vnode]
             if col >= 0:
-                kinds[base + col] = kind
-                starts[base + col] = s
-                ends[base + col] = e
+                if len(keep) and d >= 2:
+                    if estk[d - 1] >= 0:
+                        _emit(ev, evk, evn, col, estk[d - 1], kind, s, e, evn[2])
+                else:
+                    kinds[base + col] = kind
+                    starts[base + col] = s
+                    ends[base + col] = e
             elif (col == COL_NONE or kind != K_NULL) and npend < pending.shape[0]:
                 pending[npend] = vnode * 2 + (0 if kind == K_NULL else 1)
                 npend += 1
@@ -614,7 +694,8 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
 def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_errors,
              node_parent, node_koff, node_kdata, node_col, node_first, node_next, node_seen, htab, meta,
              ns, kinds, starts, ends, colmask, row_start, row_end, row_line,
-             rej_start, rej_end, rej_code, rej_pos, rej_line, stk, nstk, pstk, astk, pending, kscratch):
+             rej_start, rej_end, rej_code, rej_pos, rej_line, stk, nstk, pstk, astk, pending, kscratch,
+             keep, estk, ev, evk, evn, evmask):
     """Split ``buf[pos:end]`` into records and fill the per-row spans of their columns.
 
     ``mode`` LINES: one object per line (blank lines skipped). ARRAY: the elements of a top-level
@@ -625,16 +706,28 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
     ``meta[M_NEED]`` is set when a node without a column got a value (``node_seen`` bit 1: a
     non-null value, bit 2: null): the caller gives it a column and tokenizes the chunk again.
 
+    ``keep`` (nested="keep" when ``(True,)``, see :func:`parse_value`): the events of accepted records, in document
+    order, are ``ev[i, EV_SLOT/EV_PARENT/EV_START/EV_END/EV_ROW]`` and ``evk[i]`` (kind) for
+    ``i < evn[0]``. Slot ``-(c + 1)`` is a member of the record in column ``c`` (its parent is the
+    row), slot ``s >= 0`` a node numbered ``s`` below the members (its parent the event of its
+    container); an object's or array's span is its exact text. ``evmask[s]`` gets bit ``1 << kind``
+    of every event of slot ``s``.
+
     Returns ``(n_rows, n_rej, next_pos, next_line, next_state, status, code, err_pos, err_line,
     rec_start)``; status DONE (input used up; ARRAY: after the closing ``]``), NEED_MORE (the record
     at ``next_pos`` continues past ``end``), FULL (``max_rows`` or the reject list is full), ERROR,
-    TABLE_FULL (grow the key table, then go on from ``next_pos``).
+    TABLE_FULL (grow the key table, then go on from ``next_pos``), EVENTS_FULL (grow the events).
     """
     n = 0
     nrej = 0
     p = pos
     for cc in range(ns):
         colmask[cc] = 0
+    if len(keep):
+        evn[0] = 0
+        evn[1] = 0
+        for cc in range(evmask.shape[0]):
+            evmask[cc] = 0
     while True:
         # between records
         if mode == LINES:
@@ -672,9 +765,21 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
         for cc in range(ns):
             kinds[base + cc] = K_MISSING
         rec = p
+        ne0 = ne1 = 0
+        if len(keep):
+            ne0 = evn[0]
+            evn[2] = n
         st, q, code, ep, nl, is_obj, npend = parse_value(
             buf, p, end, eof, mode == LINES, 0, max_depth, stk, nstk, pstk, astk, base, kinds, starts, ends,
-            node_parent, node_koff, node_kdata, node_col, node_first, node_next, htab, meta, pending, kscratch)
+            node_parent, node_koff, node_kdata, node_col, node_first, node_next, htab, meta, pending, kscratch,
+            keep, estk, ev, evk, evn)
+        if len(keep):
+            ne1 = evn[0]
+            evn[0] = ne0  # kept only for an accepted record (below)
+            if evn[1]:
+                evn[1] = 0
+                if st != 2:
+                    return n, nrej, rec, line, state, EVENTS_FULL, E_NONE, 0, line, rec
         if st == 1:
             return n, nrej, rec, line, state, NEED_MORE, E_NONE, 0, line, rec
         if st == 3:
@@ -724,6 +829,12 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
             k = kinds[base + cc]
             if k != K_MISSING:
                 colmask[cc] |= np.int64(1) << np.int64(k)
+        if len(keep):
+            for i in range(ne0, ne1):
+                sl = ev[i, EV_SLOT]
+                if 0 <= sl < evmask.shape[0]:
+                    evmask[sl] |= np.int64(1) << np.int64(evk[i])
+            evn[0] = ne1
         row_start[n] = rec
         row_end[n] = q
         row_line[n] = line
@@ -736,18 +847,20 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
 
 _Z8 = np.zeros(1, dtype=np.uint8)
 _Z32 = np.full(1, -1, dtype=np.int32)
-_Z64 = np.zeros(1, dtype=np.int64)
+_Z64 = np.zeros(4, dtype=np.int64)
+_ZEV = np.zeros((1, 5), dtype=np.int64)
 
 
 def skip_value(buf, p, end, eof, max_depth, stk, nstk, pstk, astk):
     """Validate the value at ``buf[p]``: ``(status, q, code, err_pos, newlines)`` as :func:`parse_value`."""
-    return _skip_value(buf, p, end, eof, max_depth, stk, nstk, pstk, astk, _Z8, _Z32, _Z64)
+    return _skip_value(buf, p, end, eof, max_depth, stk, nstk, pstk, astk, _Z8, _Z32, _Z64, _ZEV)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _skip_value(buf, p, end, eof, max_depth, stk, nstk, pstk, astk, z8, z32, z64):
+def _skip_value(buf, p, end, eof, max_depth, stk, nstk, pstk, astk, z8, z32, z64, zev):
     st, q, code, ep, nl, _, _ = parse_value(buf, p, end, eof, False, -1, max_depth, stk, nstk, pstk, astk, 0, z8,
-                                            z64, z64, z32, z64, z8, z32, z32, z32, z32, z64, z64, z8)
+                                            z64, z64, z32, z64, z8, z32, z32, z32, z32, z64, z64, z8,
+                                            (), z64, zev, z8, z64)
     return st, q, code, ep, nl
 
 

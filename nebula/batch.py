@@ -13,6 +13,8 @@ Per column (``n`` = rows in use, ``cap`` = capacity):
 - bool: ``values`` is a uint8 bitmap like ``validity`` (zeroed by reset).
 - string/json: ``offsets`` int32 ``(cap + 1,)`` and ``data`` uint8 (grows on demand, never shrinks).
 - dictionary-encoded string: ``values`` int32 codes and ``dictionary`` an Arrow string array.
+- struct/list: ``array``, an Arrow array the source builds once per batch (it owns its memory;
+  nested values have no fixed-width storage to fill in place).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Column:
     """The buffers of one column; see the module docstring for the layout."""
 
     __slots__ = ("field", "capacity", "values", "validity", "offsets", "data", "null_count",
-                 "dictionary", "dict_encoded")
+                 "dictionary", "dict_encoded", "array")
 
     def __init__(self, field: Field, capacity: int, *, string_bytes: int = DEFAULT_STRING_BYTES,
                  dict_encoded: bool = False) -> None:
@@ -45,7 +47,10 @@ class Column:
         self.dictionary = None
         self.dict_encoded = dict_encoded
         self.null_count = 0
-        if t.is_varlen:
+        self.array = None
+        if t.is_nested:
+            self.values = np.empty(0, dtype=np.uint8)
+        elif t.is_varlen:
             self.offsets = np.zeros(capacity + 1, dtype=np.int32)
             self.data = np.empty(max(64, capacity * string_bytes), dtype=np.uint8)
             self.values = np.empty(capacity if dict_encoded else 0, dtype=np.int32)
@@ -62,6 +67,7 @@ class Column:
             self.values[:] = 0
         self.null_count = 0
         self.dictionary = None
+        self.array = None
 
     def reserve_data(self, nbytes: int) -> np.ndarray:
         """Make ``data`` hold at least ``nbytes``; returns the (possibly new) array."""
@@ -76,6 +82,8 @@ class Column:
     def nbytes(self, n: int) -> int:
         """Bytes this column's first ``n`` rows occupy (what Arrow would see)."""
         t = self.field.type
+        if t.is_nested:
+            return self.array.nbytes if self.array is not None and n else 0
         total = (n + 7) // 8 if self.null_count else 0
         if t.is_varlen:
             if self.dictionary is not None:
@@ -97,6 +105,10 @@ class Column:
             return pa.py_buffer(a[:upto].copy() if copy else a)
 
         t = self.field.type
+        if t.is_nested:  # owned by this batch's fill, never reused: no copy needed
+            if self.array is None:
+                return pa.nulls(n, t.to_arrow())
+            return self.array if len(self.array) == n else self.array.slice(0, n)
         at = t.to_arrow()
         nbits = (n + 7) // 8
         valid = buf(self.validity, nbits) if self.null_count else None

@@ -5,6 +5,9 @@ nullable); a new column is added as nullable; a type may only widen along
 
     int8 -> int16 -> int32 -> int64 -> decimal(>=19,0) / float64
     float32 -> float64,  date -> timestamp,  anything -> string (only when ``allow_string``)
+
+Structs widen field by field (a field new to one side is added, nullable) and lists by their
+element type; a struct or list meeting any other type becomes ``json`` (its JSON text).
 """
 
 from __future__ import annotations
@@ -158,6 +161,29 @@ def widen(a: LogicalType, b: LogicalType, *, allow_string: bool = False) -> Logi
             return LogicalType("decimal", p, s)
     if a.kind == "json" and b.kind == "string" or a.kind == "string" and b.kind == "json":
         return STRING if allow_string else None
+    if a.is_nested or b.is_nested:
+        return _widen_nested(a, b, allow_string)
     if allow_string:
         return STRING
     return None
+
+
+def _widen_nested(a: LogicalType, b: LogicalType, allow_string: bool) -> LogicalType | None:
+    from .types import JSON, list_of, struct_of
+
+    if a.kind == b.kind == "list":
+        t = widen(a.element, b.element, allow_string=allow_string)
+        return None if t is None else list_of(t)
+    if a.kind == b.kind == "struct":
+        out = []
+        for name, ta in a.fields:
+            tb = b.child(name)
+            t = ta if tb is None else widen(ta, tb, allow_string=allow_string)
+            if t is None:
+                return None
+            out.append((name, t))
+        out += [(name, tb) for name, tb in b.fields if a.child(name) is None]
+        return struct_of(out)
+    if a.kind == "string" or b.kind == "string":
+        return STRING if allow_string else None
+    return JSON

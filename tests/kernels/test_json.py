@@ -50,7 +50,7 @@ def tokenize(data: bytes, *, mode=kj.LINES, skip=True, rows=16, max_depth=64):
         r = kj.tokenize(buf, pos, buf.shape[0], True, mode, state, line, rows, max_depth, skip, *tree.args(), tok.ns,
                         tok.kinds, tok.starts, tok.ends, tok.colmask, tok.row_start, tok.row_end, tok.row_line,
                         tok.rej_start, tok.rej_end, tok.rej_code, tok.rej_pos, tok.rej_line, *stacks, pending,
-                        tree.kscratch)
+                        tree.kscratch, (), np.zeros(d, np.int64), tok.ev, tok.evk, tok.evn, tok.evmask)
         n, nrej, nxt, nline, nstate, status, code, epos, eline, _ = (int(x) for x in r)
         if tree.meta[kj.M_NEED]:
             tree.meta[kj.M_NEED] = 0

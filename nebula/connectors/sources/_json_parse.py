@@ -52,10 +52,19 @@ def parse_spans(src, tok, batch, rejects) -> ParseStats:
     stop = src.opts.on_error == "fail"
     dmax = src.opts.dictionary_max
     m = n
+    nested = any(f.type.is_nested for f in schema)
+    tok_rows = np.arange(n)  # the chunk row of each batch row (rows with errors are dropped below)
     while True:
         row_err, slow = _scratch(m)
         err_col = None
+        asm = _assembler(src, tok, tok_rows, stop) if nested else None
         for j, f in enumerate(schema):
+            if f.type.is_nested:  # nested="keep": a struct/list assembled from the chunk's events
+                col = batch.columns[j]
+                col.array = asm.member(j, f, np.ascontiguousarray(kinds[:m * ns].reshape(m, ns)[:, j])) \
+                    if j < ns else None
+                col.null_count = m if col.array is None else col.array.null_count
+                continue
             if j < ns:
                 first = _parse_column(buf, kinds, starts, ends, ns, j, f, batch.columns[j], m, row_err, slow, stop,
                                       dmax)
@@ -68,13 +77,22 @@ def parse_spans(src, tok, batch, rejects) -> ParseStats:
                 if err_col is None:
                     err_col = np.full(m, -1, dtype=np.int64)
                 err_col[(row_err[:m] != 0) & (err_col < 0)] = j
+        if asm is not None and asm.errors:
+            if stop:
+                raise asm.errors[min(asm.errors)]
+            if err_col is None:
+                err_col = np.full(m, -1, dtype=np.int64)
+            for r in asm.errors:
+                if err_col[r] < 0:
+                    err_col[r] = len(schema)  # the assembler holds its message
         if err_col is None:
             break
         bad_rows = np.flatnonzero(err_col >= 0)
         for r in bad_rows:
             r = int(r)
             j = int(err_col[r])
-            e = _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, r, j, schema[j])
+            e = asm.errors[r] if j == len(schema) else _coercion_error(src, tok, buf, base, kinds, starts, ends, ns,
+                                                                       lines, r, j, schema[j])
             rejects.reject(reason=e.reason, line=e.line, column=e.column, offset=e.offset,
                            raw=bytes(buf[row_start[r]:row_end[r]]), path=tok.path)
         rejected += bad_rows.shape[0]
@@ -83,11 +101,20 @@ def parse_spans(src, tok, batch, rejects) -> ParseStats:
         starts = starts[:m * ns].reshape(m, ns)[keep].ravel()
         ends = ends[:m * ns].reshape(m, ns)[keep].ravel()
         lines, offs, row_start, row_end = lines[keep], offs[keep], row_start[keep], row_end[keep]
+        tok_rows = tok_rows[keep]
         m = keep.shape[0]
         batch.reset()
     batch.length = m
     batch.source_rows = n + tok.n_rej
     return ParseStats(rows=m, rejected=rejected, bytes=0)
+
+
+def _assembler(src, tok, tok_rows, stop):
+    from ._json_nested import Assembler
+
+    rowmap = np.full(max(tok.n_rows, 1), -1, dtype=np.int64)
+    rowmap[tok_rows] = np.arange(tok_rows.shape[0])
+    return Assembler(src, tok, rowmap, stop)
 
 
 def _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, r, j, f) -> TypeCoercionError:

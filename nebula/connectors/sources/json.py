@@ -12,7 +12,10 @@ records are the array at that path (what precedes and follows the array is valid
 in memory); anything else is JSON lines (one object per line; blank lines skipped).
 
 Columns: nested objects flatten to ``parent__child``; arrays become ``json`` columns holding their
-exact text; empty objects add nothing. Types: see :func:`type_of_kinds` and :func:`merge_type`
+exact text; empty objects add nothing. With ``nested="keep"`` the record's members are the columns
+and objects/arrays stay Arrow structs/lists (see :mod:`._json_nested`: types, evolution inside
+them, and the json fallback for values whose types do not widen to one).
+Types: see :func:`type_of_kinds` and :func:`merge_type`
 (big integers: beyond int64 -> decimal(38,0); more than 38 digits -> float64, with a warning).
 Strings in the sample that all read as ISO dates/timestamps become date/timestamp columns.
 
@@ -80,9 +83,9 @@ class JsonOptions:
         return o
 
     def validate(self) -> None:
-        if self.nested != "flatten":
-            raise ConfigError(f"nested={self.nested!r} is not supported in this version; nested objects "
-                              "are flattened to parent__child columns (nested='flatten')")
+        if self.nested not in ("flatten", "keep"):
+            raise ConfigError(f"nested must be flatten (parent__child columns) or keep (Arrow structs and "
+                              f"lists), got {self.nested!r}")
         if self.contract not in CONTRACTS:
             raise ConfigError(f"contract must be one of {', '.join(CONTRACTS)}, got {self.contract!r}")
         if self.on_error not in ("fail", "skip", "dead-letter"):
@@ -198,6 +201,20 @@ class _Spans:
         self.seq = -1
         self.pos = self.end = 0
         self.line0 = 1
+        self.ev = np.zeros((1, 5), dtype=np.int64)  # nested="keep": the events (see kernels.json.tokenize)
+        self.evk = np.zeros(1, dtype=np.uint8)
+        self.evn = np.zeros(3, dtype=np.int64)
+        self.evmask = np.zeros(1, dtype=np.int64)
+
+    def ensure_events(self, nodes: int, grow: bool = False) -> None:
+        """Room for the events of ``nodes`` deep nodes; ``grow``: twice the events (EVENTS_FULL)."""
+        cap = self.evk.shape[0]
+        if grow or cap < 2:
+            cap = max(cap * 2, self.rows * 4)
+            self.ev = np.zeros((cap, 5), dtype=np.int64)
+            self.evk = np.zeros(cap, dtype=np.uint8)
+        if self.evmask.shape[0] < nodes:
+            self.evmask = np.zeros(max(nodes, 2 * self.evmask.shape[0]), dtype=np.int64)
 
     def grow_rejects(self) -> None:
         cap = self.rej_start.shape[0] * 2
@@ -287,6 +304,7 @@ class _ThreadState:
 
     tree: _KeyTree
     stacks: tuple
+    estk: np.ndarray  # nested="keep": the event of the container open at each depth
 
 
 class _Stop(Exception):
@@ -317,6 +335,7 @@ class JsonSource(Source):
         self.warnings: list[str] = []
         self.bytes_read = 0
         self.dict_columns: frozenset[str] = frozenset()
+        self._deep = None  # nested="keep": the nodes below the members (_json_nested.DeepTree)
         self._path_keys = [k.encode() for k in options.records_path.split(".")] if options.records_path else []
 
     # -- discovery ------------------------------------------------------------------------------------
@@ -337,6 +356,10 @@ class JsonSource(Source):
         self._slot_index: dict[str, int] = {}
         self._pinned: set[str] = set()
         self._huge_warned: set[str] = set()
+        if o.nested == "keep":
+            from ._json_nested import DeepTree
+
+            self._deep = DeepTree()
         d = o.max_depth + 1
         self._stk = np.zeros(d, dtype=np.uint8)
         self._nstk = np.zeros(d, dtype=np.int32)
@@ -390,7 +413,12 @@ class JsonSource(Source):
                 fields.append(o.schema[nm])
                 continue
             mask = int(tok.colmask[j]) if tok is not None and j < tok.ns else 0
-            t = type_of_kinds(mask) if o.infer_schema else STRING
+            if self._deep is not None and o.infer_schema and tok is not None:
+                from ._json_nested import observed_type
+
+                t = observed_type(-(j + 1), mask, self._deep, tok.evmask, strings=lambda s: self._deep_strings(tok, s))
+            else:
+                t = type_of_kinds(mask) if o.infer_schema else STRING
             if t is None:
                 t = STRING
             if t == STRING and o.infer_schema and tok is not None:
@@ -399,6 +427,8 @@ class JsonSource(Source):
                     t = DATE if m & 8 else TIMESTAMP if m & 16 else TIMESTAMPTZ if m & 32 else STRING
             self._warn_huge(nm, mask)
             fields.append(Field(nm, t))
+        if tok is not None:
+            self._warn_huge_deep(tok)
         if not fields:
             where = self.paths[0] if self.paths else str(self.spec)
             raise ParseError("no JSON object with fields to take the columns from (the input is empty, or "
@@ -442,6 +472,28 @@ class JsonSource(Source):
             if int(r[2]) == 0 and int(r[1]) > 0:
                 chosen.append(name)
         return frozenset(chosen)
+
+    def _deep_strings(self, tok: _Spans, s: int) -> LogicalType:
+        """The sample's type for node ``s`` whose values are strings: date/timestamp when all read so."""
+        from ...kernels import json as kj
+
+        ne = int(tok.evn[0])
+        e = np.flatnonzero(tok.ev[:ne, kj.EV_SLOT] == s)
+        m, cnt = kj.infer_strings(tok.block.buf, np.ascontiguousarray(tok.evk[e]),
+                                  np.ascontiguousarray(tok.ev[e, kj.EV_START]),
+                                  np.ascontiguousarray(tok.ev[e, kj.EV_END]), 1, 0, e.shape[0])
+        if not cnt:
+            return STRING
+        return DATE if m & 8 else TIMESTAMP if m & 16 else TIMESTAMPTZ if m & 32 else STRING
+
+    def _warn_huge_deep(self, tok: _Spans) -> None:
+        from ...kernels import json as kj
+
+        if self._deep is None:
+            return
+        nd = len(self._deep)
+        for s in np.flatnonzero(tok.evmask[:nd] & (1 << kj.K_HUGEINT)):
+            self._warn_huge(self._deep.path(int(s), self._slots), 1 << kj.K_HUGEINT)
 
     def _warn_huge(self, name: str, mask: int) -> None:
         from ...kernels import json as kj
@@ -493,6 +545,10 @@ class JsonSource(Source):
             k = int(k)
             if k == 0:
                 continue
+            if self._deep is not None and t.parent[k] != 0:
+                a, w = self._assign_deep(t, k, ordered)
+                added, waits = added or a, waits or w
+                continue
             name = t.name(k, self.opts.separator)
             j = self._slot_index.get(name)
             if j is None and not ordered:
@@ -504,6 +560,32 @@ class JsonSource(Source):
             else:
                 t.col[k] = kj.COL_NULLS
         return added, waits
+
+    def _assign_deep(self, t: _KeyTree, k: int, ordered: bool) -> tuple[bool, bool]:
+        """nested="keep": number node ``k`` (below a member) by its path in the shared DeepTree."""
+        from ...kernels import json as kj
+
+        if t.col[k] >= 0:
+            return False, False
+        p = int(t.parent[k])
+        if t.col[p] < 0:  # its container has no number yet (the pending list overflowed): next pass
+            return False, True
+        ref = -(int(t.col[p]) + 1) if t.parent[p] == 0 else int(t.col[p])
+        kb = bytes(t.kdata[t.koff[k]:t.koff[k + 1]])
+        key = None if kb == b"\xff" else kb.decode("utf-8")
+        s = self._deep.get(ref, key)
+        if s is None and not ordered:
+            return False, True
+        if s is not None or t.seen[k] & 1 or self._sampling:
+            if s is None:
+                if len(self._deep) >= MAX_COLUMNS:
+                    raise ParseError(f"more than {MAX_COLUMNS} distinct nested fields: this does not look like "
+                                     "records with a schema (use nested='flatten' with records_path, or fewer keys)")
+                s = self._deep.add(ref, key)
+            t.col[k] = s
+            return True, False
+        t.col[k] = kj.COL_NULLS
+        return False, False
 
     # -- reading ----------------------------------------------------------------------------------------
     def read(self) -> Iterator[_Spans]:
@@ -578,7 +660,8 @@ class JsonSource(Source):
                                         self.opts.max_depth, self.opts.on_error != "fail", *ts.tree.args(),
                                         tok.ns, tok.kinds, tok.starts, tok.ends, tok.colmask, tok.row_start,
                                         tok.row_end, tok.row_line, tok.rej_start, tok.rej_end, tok.rej_code,
-                                        tok.rej_pos, tok.rej_line, *ts.stacks, ts.tree.kscratch)
+                                        tok.rej_pos, tok.rej_line, *ts.stacks, ts.tree.kscratch,
+                                        *self._keep_args(ts, tok))
                         n, nrej, nxt, nline, nstate, status, code, epos, eline, rec = (int(x) for x in r)
                         if ts.tree.meta[kj.M_NEED]:
                             ts.tree.meta[kj.M_NEED] = 0
@@ -587,6 +670,9 @@ class JsonSource(Source):
                                 continue
                         if status == kj.TABLE_FULL and n == 0 and nrej == 0:
                             ts.tree.grow()
+                            continue
+                        if status == kj.EVENTS_FULL and n == 0 and nrej == 0:
+                            tok.ensure_events(0, grow=True)
                             continue
                         break
                     if status == kj.ERROR:
@@ -618,7 +704,7 @@ class JsonSource(Source):
                     else:
                         self._chunks.release(tok)
                     pos, line, state = nxt, nline, nstate
-                    if status in (kj.FULL, kj.TABLE_FULL):
+                    if status in (kj.FULL, kj.TABLE_FULL, kj.EVENTS_FULL):
                         continue
                     if status == kj.DONE and (mode == kj.ARRAY or eof):
                         break
@@ -672,9 +758,16 @@ class JsonSource(Source):
             d = self.opts.max_depth + 1
             ts = _ThreadState(_KeyTree(), (np.zeros(d, dtype=np.uint8), np.zeros(d, dtype=np.int32),
                                            np.zeros(d, dtype=np.int32), np.zeros(d, dtype=np.int64),
-                                           np.zeros(4096, dtype=np.int64)))
+                                           np.zeros(4096, dtype=np.int64)), np.zeros(d, dtype=np.int64))
             self._local.ts = ts
         return ts
+
+    def _keep_args(self, ts, tok) -> tuple:
+        """The nested="keep" arguments of ``kernels.json.tokenize`` (unused placeholders in flatten mode)."""
+        if self._deep is None:
+            return (), ts.estk, tok.ev, tok.evk, tok.evn, tok.evmask
+        tok.ensure_events(len(self._deep))
+        return (True,), ts.estk, tok.ev, tok.evk, tok.evn, tok.evmask
 
     def _next_seq(self) -> int:
         seq = self._seq
@@ -708,7 +801,7 @@ class JsonSource(Source):
                             self.opts.max_depth, self.opts.on_error != "fail", *tree.args(), tok.ns, tok.kinds,
                             tok.starts, tok.ends, tok.colmask, tok.row_start, tok.row_end, tok.row_line,
                             tok.rej_start, tok.rej_end, tok.rej_code, tok.rej_pos, tok.rej_line, *ts.stacks,
-                            tree.kscratch)
+                            tree.kscratch, *self._keep_args(ts, tok))
             n, nrej, nxt, nline, nstate, status, code, epos, eline, rec = (int(x) for x in r)
             unresolved = False
             if tree.meta[kj.M_NEED]:
@@ -718,6 +811,9 @@ class JsonSource(Source):
                     continue
             if status == kj.TABLE_FULL:
                 tree.grow()
+                continue
+            if status == kj.EVENTS_FULL:
+                tok.ensure_events(0, grow=True)
                 continue
             if status == kj.FULL:  # more rejected lines than the list holds
                 if nrej < tok.rej_start.shape[0]:  # pragma: no cover - a chunk never has more lines than rows
@@ -907,16 +1003,29 @@ class JsonSource(Source):
         nsch = len(names)
         o = self.opts
         changes: dict[int, LogicalType] = {}
+        deep = self._deep
+        if deep is not None:
+            from ._json_nested import evolve_type, observed_type
+
+            self._warn_huge_deep(tok)
         for j in range(len(self._slots)):
             mask = int(tok.colmask[j]) if j < tok.ns else 0
             if j < nsch:
                 f = schema[j]
-                if f.name in self._pinned or accepts(f.type, mask):
+                if f.name in self._pinned:
+                    continue
+                if deep is not None:
+                    t = evolve_type(f.type, -(j + 1), mask, deep, tok.evmask)
+                    if t != f.type:
+                        self._warn_huge(f.name, mask)
+                        changes[j] = t
+                    continue
+                if accepts(f.type, mask):
                     continue
                 self._warn_huge(f.name, mask)
                 changes[j] = merge_type(f.type, type_of_kinds(mask))
             else:
-                t = type_of_kinds(mask)
+                t = type_of_kinds(mask) if deep is None else observed_type(-(j + 1), mask, deep, tok.evmask)
                 if t is not None:
                     self._warn_huge(self._slots[j], mask)
                     changes[j] = t
@@ -950,6 +1059,11 @@ class JsonSource(Source):
     def _apply_contract(self, tok: _Spans, changes: dict, nsch: int) -> None:
         from ...kernels import json as kj
 
+        if self._deep is not None:
+            from ._json_contract import apply_contract_keep
+
+            apply_contract_keep(self, tok, changes, nsch)
+            return
         o = self.opts
         n = tok.n_rows
         buf = tok.block.buf
@@ -1019,8 +1133,16 @@ class JsonSource(Source):
 
 
 def _compact(tok: _Spans, keep: np.ndarray) -> None:
-    """Keep only rows ``keep`` of ``tok`` (in place; rare path)."""
+    """Keep only rows ``keep`` of ``tok`` (in place; rare path). Events of dropped rows get row -1."""
     n, ns = tok.n_rows, tok.ns
+    ne = int(tok.evn[0])
+    if ne:
+        rowmap = np.full(n, -1, dtype=np.int64)
+        rowmap[keep] = np.arange(keep.shape[0])
+        ev = tok.ev[:ne]
+        ev[:, 4] = rowmap[ev[:, 4]]
+        top = ev[:, 0] < 0
+        ev[top, 1] = rowmap[ev[top, 1]]
     m = keep.shape[0]
     for name in ("kinds", "starts", "ends"):
         a = getattr(tok, name)
