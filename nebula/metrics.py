@@ -224,6 +224,7 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
 # -- connector names and the run /healthz describes ----------------------------------------------------
 
 _kinds: dict[type, str] = {}
+_shared: set[type] = set()  # classes registered under several names
 
 
 def connector_kind(obj: Any) -> str:
@@ -239,9 +240,14 @@ def connector_kind(obj: Any) -> str:
     if kind is None:
         kind = _kind_of_class(cls)
         _kinds[cls] = kind
-    fmt = getattr(obj, "format", None)  # one class may serve several names (json / jsonl)
-    if isinstance(fmt, str) and fmt != kind and fmt in _names_of(cls):
-        return fmt
+    names = _names_of(cls) if cls in _shared else ()
+    if names:  # one class serves several names (json / jsonl): the format of its path tells
+        from .connectors.registry import format_of
+
+        where = getattr(obj, "format", None) or getattr(obj, "spec", None) or getattr(obj, "path", None)
+        fmt = where if where in names else format_of(str(where[0] if isinstance(where, list | tuple) else where))
+        if fmt in names:
+            return fmt
     return kind
 
 
@@ -257,6 +263,8 @@ def _kind_of_class(cls: type) -> str:
         names = _names_of(cls)
     except Exception:  # noqa: BLE001 - a label must never fail a run
         names = []
+    if len(names) > 1:
+        _shared.add(cls)
     if names:
         return names[0]
     schemes = [s for s in getattr(getattr(cls, "capabilities", None), "schemes", ()) if s != "file"]

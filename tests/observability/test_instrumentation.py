@@ -69,7 +69,7 @@ def test_a_failed_run_counts_its_error_type(tmp_path):
     assert h["pipeline"] == name and h["status"] == "failing" and "cannot read" in h["error"]
 
 
-def test_connector_kind_names():
+def test_connector_kind_names(orders_csv, tmp_path):
     from nebula.api import CopyOptions, make_destination, make_source
     from nebula.connectors.destinations.memory import MemoryDestination
     from nebula.connectors.sources.postgres_cdc import PostgresCdcSource
@@ -81,7 +81,11 @@ def test_connector_kind_names():
     assert metrics.connector_kind(MemoryDestination()) == "memory"
     assert metrics.connector_kind(PostgresCdcSource("postgresql://u@127.0.0.1:1/d", options={"cdc": True})) == \
         "postgresql"
-    assert metrics.connector_kind(make_source("README.md", CopyOptions.build(format="csv"))) == "csv"
+    assert metrics.connector_kind(make_source(str(orders_csv), o)) == "csv"
+    (tmp_path / "a.jsonl").write_text('{"a": 1}\n')
+    (tmp_path / "a.json").write_text('[{"a": 1}]\n')
+    assert metrics.connector_kind(make_source(str(tmp_path / "a.jsonl"), o)) == "jsonl"
+    assert metrics.connector_kind(make_source(str(tmp_path / "a.json"), o)) == "json"
 
 
 def test_text_exposition_parses(orders_csv, tmp_path):
