@@ -213,3 +213,19 @@ def test_yaml_metrics_port_and_not_found(tmp_path):
     with MetricsServer(0) as srv:
         assert get(srv.port, "/nope")[0] == 404
         assert get(srv.port, "/healthz")[0] == 200
+
+
+def test_run_command_metrics_port_flag_reaches_each_pipeline(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text("id\n1\n")
+    (tmp_path / "p.yml").write_text(f"pipelines:\n  - {{name: r, source: {src}, destination: {tmp_path}/o.parquet}}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([*NEBULA, "run", "p.yml", "--metrics-port", str(port), "--no-audit"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and f"--metrics-port {port}: 127.0.0.1:{port} is already in use" in r.stderr
+    r = subprocess.run([*NEBULA, "run", "p.yml", "--metrics-port", "70000"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "70000" in r.stderr
