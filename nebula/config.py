@@ -88,6 +88,12 @@ def _check_type(text: str) -> str:
         raise ValueError(exc.message) from None
 
 
+def _audit_log(v: Any) -> Any:
+    if v is None or isinstance(v, bool) or (isinstance(v, str) and v.strip()):
+        return v
+    raise ValueError("expected a file path, or false for no audit log")
+
+
 StrList = Annotated[list[str], BeforeValidator(_as_list)]
 TypeName = Annotated[str, AfterValidator(_check_type)]
 
@@ -211,7 +217,7 @@ class _FileModel(BaseModel):
 
     version: Literal[1] = 1
     state: str | None = None
-    audit_log: str | bool | None = None
+    audit_log: Annotated[Any, AfterValidator(_audit_log)] = None
     defaults: dict[str, Any] | None = None
     pipelines: list[Any] | None = None
     pipeline: Any = None

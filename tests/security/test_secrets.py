@@ -110,6 +110,8 @@ def test_config_errors_name_key_and_line(tmp_path):
         (base + "    key: ${env:NO_SUCH_VAR}\n", "pipelines[0].key", 5),  # missing variable
         (base.replace("source: a.csv", "source: {url: [a, b]}"), "pipelines[0].source.url", 3),
         (base + "    bogus_option: 1\n", "pipelines[0].bogus_option", 5),  # unknown key
+        ("state: s.db\naudit_log: [x]\n" + base, "audit_log", 2),
+        ("audit_lgo: a.jsonl\n" + base, "audit_lgo", 1),
     ]
     for text, key, line in cases:
         with pytest.raises(ConfigError) as info:
