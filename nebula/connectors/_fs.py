@@ -12,6 +12,13 @@ Settings come from each ecosystem's standard variables: ``AWS_ACCESS_KEY_ID``,
 ``STORAGE_EMULATOR_HOST`` (anonymous, for the emulator), ``GOOGLE_APPLICATION_CREDENTIALS`` (read by
 the GCS client itself), ``NEBULA_FS_RETRIES`` (attempts per request, default 5),
 ``NEBULA_S3_BACKGROUND_WRITES=1`` (faster uploads, memory no longer bounded by one part).
+
+Resilience: pyarrow's own retry strategy retries each request (``NEBULA_FS_RETRIES`` attempts); on top, the
+steps that open or check an object or bucket, small whole-object reads and writes, and the commit's copy
+onto the final key go through :func:`nebula.connectors.resilience.retry_call` (breaker per bucket, backoff,
+metrics); S3 connect and request timeouts are the run policy's ``connect_timeout`` and ``timeout``. A
+stream cut mid-upload or mid-read cannot be resumed in place: it fails the run with a retryable error,
+which :func:`nebula.copy` answers by running again.
 """
 
 from __future__ import annotations
@@ -70,15 +77,19 @@ def filesystem(scheme: str):
     """A pyarrow FileSystem for ``scheme`` configured from the environment (cached per settings)."""
     import pyarrow.fs as pafs
 
+    from .resilience import current_policy
+
     retries = int(os.environ.get("NEBULA_FS_RETRIES", "5"))
+    policy = current_policy()
     if scheme == "s3":
         host, proto = _endpoint(("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        key = ("s3", host, proto, region, retries, os.environ.get("NEBULA_S3_BACKGROUND_WRITES"),
+        timeouts = (policy.connect_timeout, policy.timeout)
+        key = ("s3", host, proto, region, retries, timeouts, os.environ.get("NEBULA_S3_BACKGROUND_WRITES"),
                os.environ.get("AWS_ACCESS_KEY_ID"),
                os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN"))
         kwargs = dict(region=region, endpoint_override=host, retry_strategy=pafs.AwsStandardS3RetryStrategy(
-            max_attempts=retries), connect_timeout=5, request_timeout=30,
+            max_attempts=retries), connect_timeout=timeouts[0], request_timeout=timeouts[1],
             # parts upload in the writing thread: pyarrow documents no bound on the finished parts that
             # background writes may hold while the network is slower than we produce; this keeps one
             background_writes=os.environ.get("NEBULA_S3_BACKGROUND_WRITES", "0") == "1")
@@ -139,6 +150,22 @@ def remote_error(url: str, e: BaseException, *, source: bool, what: str) -> Nebu
     return cls(f"{url}: {what}: {_short(msg)}", retryable=False)
 
 
+def _call(url: str, fn, *, source: bool, what: str, passthrough: tuple[type, ...] = ()):
+    """``fn()`` through the resilience layer; a pyarrow ``OSError`` becomes :func:`remote_error`'s typed error
+    (those in ``passthrough`` are raised as they are, e.g. ``FileNotFoundError`` for callers that expect it)."""
+    from .resilience import endpoint_of, retry_call
+
+    def once():
+        try:
+            return fn()
+        except passthrough:
+            raise
+        except OSError as e:
+            raise remote_error(url, e, source=source, what=what) from e
+
+    return retry_call(once, endpoint=endpoint_of(url), what="object store request")
+
+
 def _short(msg: str) -> str:
     msg = re.sub(r"\(Request ID: [^)]*\)", "", msg).split(" error_info=")[0].strip()
     return msg.splitlines()[0][:300] if msg else "error"
@@ -151,22 +178,17 @@ def expand(spec: str) -> list[tuple[str, int]]:
 
     scheme, path = split(spec)
     fs = filesystem(scheme)
-    try:
-        if not any(ch in path for ch in "*?["):
-            info = fs.get_file_info(path)
-            if info.type == pafs.FileType.NotFound:
-                raise SourceError(f"{spec}: no such object", retryable=False)
-            if info.type != pafs.FileType.File:
-                raise SourceError(f"{spec}: is a prefix, not an object (use a glob like {spec.rstrip('/')}/*.csv)")
-            return [(spec, info.size)]
-        first = re.search(r"[*?\[]", path).start()
-        base = path[:first].rsplit("/", 1)[0]
-        infos = fs.get_file_info(pafs.FileSelector(base, recursive="/" in path[first:] or "**" in path,
-                                                   allow_not_found=True))
-    except NebulaError:
-        raise
-    except OSError as e:
-        raise remote_error(spec, e, source=True, what="cannot list") from e
+    if not any(ch in path for ch in "*?["):
+        info = _call(spec, lambda: fs.get_file_info(path), source=True, what="cannot list")
+        if info.type == pafs.FileType.NotFound:
+            raise SourceError(f"{spec}: no such object", retryable=False)
+        if info.type != pafs.FileType.File:
+            raise SourceError(f"{spec}: is a prefix, not an object (use a glob like {spec.rstrip('/')}/*.csv)")
+        return [(spec, info.size)]
+    first = re.search(r"[*?\[]", path).start()
+    base = path[:first].rsplit("/", 1)[0]
+    selector = pafs.FileSelector(base, recursive="/" in path[first:] or "**" in path, allow_not_found=True)
+    infos = _call(spec, lambda: fs.get_file_info(selector), source=True, what="cannot list")
     rx = re.compile(_glob_regex(path))
     hits = sorted((url_of(scheme, i.path), i.size) for i in infos
                   if i.type == pafs.FileType.File and rx.match(i.path) and not _hidden(i.path))
@@ -197,10 +219,7 @@ class RemoteReader(io.RawIOBase):
     def __init__(self, url: str) -> None:
         fs, path = fs_and_path(url)
         self.name = url
-        try:
-            self._f = fs.open_input_stream(path, compression=None)
-        except OSError as e:
-            raise remote_error(url, e, source=True, what="cannot open") from e
+        self._f = _call(url, lambda: fs.open_input_stream(path, compression=None), source=True, what="cannot open")
 
     def readable(self) -> bool:
         return True
@@ -255,7 +274,8 @@ class RemoteAtomicFile:
         self._stream = None
         self.bytes = 0
         try:
-            self._raw = self.fs.open_output_stream(self.temp_key, compression=None)
+            self._raw = _call(url, lambda: self.fs.open_output_stream(self.temp_key, compression=None), source=False,
+                              what="cannot write")
             if keep_existing:
                 self._copy_existing()
             if compression:
@@ -267,6 +287,9 @@ class RemoteAtomicFile:
         except OSError as e:
             self._cleanup(delete=self._raw is not None)
             raise remote_error(url, e, source=False, what="cannot write") from e
+        except NebulaError:
+            self._cleanup(delete=self._raw is not None)
+            raise
         except BaseException:
             self._cleanup()
             raise
@@ -316,11 +339,13 @@ class RemoteAtomicFile:
         if self.direct:
             self._done = True
             return
-        try:
-            self.fs.copy_file(self.temp_key, self.key)
-        except OSError as e:
+        try:  # a server-side copy: repeating it is harmless, so it is retried in place
+            _call(self.path, lambda: self.fs.copy_file(self.temp_key, self.key), source=False, what="cannot commit")
+        except NebulaError as e:
             self._cleanup()
-            raise remote_error(self.path, e, source=False, what="cannot commit") from e
+            if e.retryable:  # a lost answer: the copy may have landed
+                e.commit_unknown = True
+            raise
         self._cleanup()
 
     def discard(self) -> None:
@@ -345,23 +370,28 @@ class RemoteAtomicFile:
 
 
 def write_bytes(url: str, data: bytes) -> None:
+    """Write a whole small object (one PUT: repeating it is harmless, so it is retried)."""
     fs, path = fs_and_path(url)
-    try:
+
+    def put() -> None:
         with fs.open_output_stream(path, compression=None) as f:
             f.write(data)
-    except OSError as e:
-        raise remote_error(url, e, source=False, what="cannot write") from e
+
+    _call(url, put, source=False, what="cannot write")
 
 
 def read_bytes(url: str) -> bytes | None:
+    """A whole small object, or None when it does not exist."""
     fs, path = fs_and_path(url)
-    try:
+
+    def get() -> bytes:
         with fs.open_input_stream(path, compression=None) as f:
             return f.read()
+
+    try:
+        return _call(url, get, source=False, what="cannot read", passthrough=(FileNotFoundError,))
     except FileNotFoundError:
         return None
-    except OSError as e:
-        raise remote_error(url, e, source=False, what="cannot read") from e
 
 
 def check_writable(url: str) -> None:
@@ -373,7 +403,4 @@ def check_writable(url: str) -> None:
     probe = url_of(scheme, f"{parent}/.nebula-check-{secrets.token_hex(4)}")
     write_bytes(probe, b"")
     fs, key = fs_and_path(probe)
-    try:
-        fs.delete_file(key)
-    except OSError as e:
-        raise remote_error(url, e, source=False, what="cannot delete a probe object") from e
+    _call(url, lambda: fs.delete_file(key), source=False, what="cannot delete a probe object")

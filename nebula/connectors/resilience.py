@@ -476,8 +476,8 @@ def note_retry(endpoint: str, error: BaseException, *, wait: float, attempt: int
 
     label = redact_url(endpoint)
     metrics.record_retry(label, error)
-    log.warning("%s: %s failed (%s: %s); retry %d of %d in %.2f s", label, what, type(error).__name__,
-                _short(error), attempt, max(1, attempts - 1), wait)
+    log.warning("%s: %s: attempt %d of %d failed (%s: %s); retrying in %.2f s", label, what, attempt, attempts,
+                type(error).__name__, _short(error), wait)
 
 
 def _gave_up(e: BaseException, attempts: int, label: str, seconds: float, deadline_hit: bool) -> BaseException:

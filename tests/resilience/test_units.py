@@ -162,7 +162,7 @@ def test_retryable_errors_are_retried_counted_and_logged(caplog):
     assert retries(label, "ConnectionFailed") == before + 2
     lines = [r.getMessage() for r in caplog.records if r.name == "nebula.resilience"]
     assert len(lines) == 2 and all(label in m and "sekrit" not in m for m in lines)
-    assert "retry 1 of 4 in 1.00 s" in lines[0]
+    assert "call: attempt 1 of 5 failed (ConnectionFailed: connection refused); retrying in 1.00 s" in lines[0]
 
 
 def test_non_retryable_errors_are_not_retried():
