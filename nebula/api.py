@@ -254,11 +254,14 @@ def copy(source, dest, **opts) -> RunResult:
         with use_policy(o.resilience), serving(o.metrics_port, o.metrics_host):
             result = _copy(source, dest, o, audit)
     except BaseException as e:
-        problem = audit.finish(error=e)
+        err = _say_where_rejected(e, audit.rejects)
+        problem = audit.finish(error=err)
         if problem:
             import logging
 
             logging.getLogger("nebula.audit").warning(problem)
+        if err is not e:
+            raise err.with_traceback(e.__traceback__) from None
         raise
     problem = audit.finish(result)
     if problem:
@@ -405,6 +408,16 @@ def _rerunnable(e: BaseException, run: _Attempt, o: CopyOptions) -> bool:
         if not staged:
             return False
     return not (o.on_error == "dead-letter" and run.rejects.count)
+
+
+def _say_where_rejected(e: BaseException, rejects) -> BaseException:
+    """A ``--max-rejected`` failure that also says where the rejected rows were kept."""
+    from .errors import TooManyRejected
+
+    where = getattr(rejects, "location", None)
+    if isinstance(e, TooManyRejected) and where and where not in e.reason:
+        return TooManyRejected(f"{e.reason}; the rejected rows are in {where}")
+    return e
 
 
 def _register_secrets(source, dest, o: CopyOptions) -> None:

@@ -109,6 +109,7 @@ def test_postgres_table_and_max_rejected(tmp_path, pg_server, secret_url, pg):
     # past --max-rejected the run fails, naming the count, and the rows rejected so far are still stored
     r = _copy(tmp_path, target + "#maxed", "--max-rejected", "1")
     assert r.returncode == 1 and "rows rejected, more than --max-rejected 1" in r.stderr
+    assert "the rejected rows are in postgresql://nebula_secret_user:***@" in r.stderr and "#maxed" in r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     n = int(r.stderr.split("error: ")[1].split()[0])
     assert n >= 2 and pg.execute("SELECT count(*) FROM maxed").fetchone()[0] == n
