@@ -2,7 +2,8 @@
 
 ``mysql://user:pw@host:port/db`` (also ``mariadb://``). Options: ``tables`` (``a,b`` or ``db.a``; default:
 every base table of the database), ``cdc``, ``server_id`` (replica id, default 0x4E42), ``connect_timeout``,
-``retries`` (reconnections of a dropped binlog connection, default 5), ``password`` (instead of the URL's).
+``retries`` (reconnections of a dropped binlog connection in a row, default the run policy's), ``password``
+(instead of the URL's).
 A single table's stream name is the table; several tables go to one destination each (see
 :mod:`nebula.pipeline.cdc`).
 
@@ -32,8 +33,9 @@ delete with the before image; an update that changes the primary key is a 'd' of
 Positions and resume: a transaction ends at its XidEvent (or COMMIT query, or is one DDL statement); the
 checkpoint is ``{"file", "pos", "gtid"}`` after the last transaction handed to the destinations. MariaDB
 resumes by GTID (``@slave_connect_state``), other servers by file/position; both exact. A purged binlog is
-a clear error naming ``nebula state reset NAME``. A dropped binlog connection is reopened (with backoff)
-from the last complete transaction; the partial one is read again, never twice.
+a clear error naming ``nebula state reset NAME``. A dropped binlog connection is reopened from the last
+complete transaction (the partial one is read again, never twice) with the resilience layer's backoff and
+circuit breaker (:mod:`nebula.connectors.resilience`); connections are opened through it too.
 
 Schema changes: the TableMapEvent's column names/types change after ALTER TABLE; the table's schema evolves
 by :meth:`Schema.evolve` (strings allowed): added columns are added, widened types widen, a dropped column
@@ -312,8 +314,12 @@ class MysqlSource(Source):
         self.on_error = opts.get("on_error") or "fail"
         self.batch_rows = int(opts.get("batch_rows") or 65536)
         self.server_id = int(opts.get("server_id") or 0x4E42)
-        self.timeout = float(opts.get("connect_timeout") or 10)
-        self.retries = int(opts.get("retries") if opts.get("retries") is not None else 5)
+        from ..resilience import current_policy, endpoint_of
+
+        self._policy = current_policy()  # captured here: the binlog thread reconnects with the run's policy
+        self._endpoint = endpoint_of(url)
+        self.timeout = float(opts.get("connect_timeout") or self._policy.connect_timeout)
+        self.retries = int(opts.get("retries") if opts.get("retries") is not None else self._policy.retries)
         want = opts.get("tables")
         if isinstance(want, str):
             want = [t.strip() for t in want.split(",") if t.strip()]
@@ -409,12 +415,15 @@ class MysqlSource(Source):
         raise TypeError("MysqlSource is driven by nebula.pipeline.cdc.run_cdc (rounds), not run_pipeline")
 
     # -- connection and checks ----------------------------------------------------------------------------
-    def _connect(self, **extra):
+    def _connect(self, *, probe: bool = False, **extra):
+        """A PyMySQL connection through the resilience layer (``probe``: one attempt, outside the breaker)."""
         import pymysql
 
+        from ..resilience import retry_call
+
         a = self.conn_args
-        last = None
-        for attempt in range(3):
+
+        def once():
             try:
                 return pymysql.connect(host=a["host"], port=a["port"], user=a["user"], password=a["password"],
                                        database=a["database"], connect_timeout=self.timeout, autocommit=True,
@@ -426,9 +435,12 @@ class MysqlSource(Source):
                                            f"ssl_ca the CA that signed it?): {e.args[-1]}", retryable=False) from None
                 if code in (1045, 1044, 1049):
                     raise ConfigError(f"{self.label}: {e.args[1]}") from None
-                last = e
-                time.sleep(0.2 * (attempt + 1))
-        raise ConnectionFailed(f"{self.label}: cannot connect: {last.args[1] if last and len(last.args) > 1 else last}")
+                raise ConnectionFailed(f"{self.label}: cannot connect: {e.args[1] if len(e.args) > 1 else e}",
+                                       retryable=True) from None
+
+        policy = self._policy.replace(attempts=1) if probe else self._policy
+        return retry_call(once, endpoint=self._endpoint, policy=policy, breaker=False if probe else None,
+                          what="connect")
 
     def _check_server(self, cur) -> None:
         cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', 'binlog_row_image', "
@@ -592,7 +604,7 @@ class MysqlSource(Source):
         if self._pos is None:
             return None
         try:
-            conn = self._connect()
+            conn = self._connect(probe=True)
             try:
                 with conn.cursor() as cur:
                     cur.execute("SHOW BINARY LOGS")
@@ -615,15 +627,23 @@ class MysqlSource(Source):
         return False
 
     def _read_binlog(self) -> None:
+        from ...errors import CircuitOpenError
+        from ..resilience import breaker_for, note_retry
+
+        breaker = breaker_for(self._endpoint, self._policy)
         pos = dict(self._pos)
         failures = 0
         while not self._stop.is_set():
             try:
+                if failures:
+                    breaker.before_call()  # an open breaker ends the stream at once, naming the server
                 for tx in self._stream_from(pos):
                     if not self._put(tx):
                         return
                     pos = dict(tx.pos)
-                    failures = 0
+                    if failures:
+                        breaker.record_success()
+                        failures = 0
                 if self._stop.is_set():
                     return
                 raise _StreamLost(0, "the server ended the binlog stream")
@@ -632,11 +652,20 @@ class MysqlSource(Source):
                     self._put(SourceError(self._purged_message(f"{pos.get('gtid') or ''} {pos['file']}:{pos['pos']}")))
                     return
                 failures += 1
+                lost = ConnectionFailed(f"{self.label}: binlog connection lost: {e}")
+                breaker.record_failure(lost)
                 if failures > self.retries:
-                    self._put(ConnectionFailed(f"{self.label}: binlog connection lost {failures} times: {e}"))
+                    self._put(ConnectionFailed(f"{self.label}: binlog connection lost {failures} times in a row: {e}"))
                     return
+                wait = self._policy.backoff(failures)
+                note_retry(self._endpoint, lost, wait=wait, attempt=failures, attempts=self.retries + 1,
+                           what="binlog stream")
                 self.warnings.append(f"binlog connection lost ({e}); resumed from {pos['file']}:{pos['pos']}")
-                time.sleep(min(5.0, 0.2 * 2 ** failures))
+                if self._stop.wait(wait):
+                    return
+            except CircuitOpenError as e:
+                self._put(e)
+                return
             except Exception as e:  # noqa: BLE001 - handed to next_round
                 self._put(e if isinstance(e, DataError | SourceError | ConfigError) else
                           SourceError(f"{self.label}: reading the binlog failed: {type(e).__name__}: {e}"))

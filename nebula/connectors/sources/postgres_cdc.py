@@ -3,8 +3,9 @@
 ``nebula copy postgresql://…/db DEST --cdc [--tables public.a,b] [--slot NAME] [--until-caught-up]``. Options:
 ``tables`` (``schema.table`` or ``table`` = ``public.table``; default every table of ``public``), ``slot``
 (default ``nebula_<name>``), ``publication`` (default the slot's name), ``lag_warn_bytes`` (default 1 GiB),
-``connect_timeout``, ``retries`` (reconnections of a lost replication connection in a row, default 5), and the
-libpq options ``password``, ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey`` (or in the URL's query).
+``connect_timeout``, ``retries`` (reconnections of a lost replication connection in a row without progress, default
+the run policy's; each goes through the resilience layer: backoff, the server's circuit breaker), and the libpq
+options ``password``, ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey`` (or in the URL's query).
 Destination tables are named after the source tables (without their schema).
 
 Start. A publication for the tables is created (or extended with missing tables). Without a checkpoint the slot
@@ -159,8 +160,12 @@ class PostgresCdcSource(Source):
         self.cdc = bool(opts.get("cdc"))
         self.opts = opts
         self.batch_rows = int(opts.get("batch_rows") or 65536)
-        self.timeout = float(opts.get("connect_timeout") or 10)
-        self.retries = int(opts.get("retries") if opts.get("retries") is not None else 5)
+        from ..resilience import current_policy, endpoint_of
+
+        self._policy = current_policy()  # captured here: the reader thread reconnects with the run's policy
+        self._endpoint = endpoint_of(url)
+        self.timeout = float(opts.get("connect_timeout") or self._policy.connect_timeout)
+        self.retries = int(opts.get("retries") if opts.get("retries") is not None else self._policy.retries)
         self._handed = 0  # end LSN of the last transaction the reader handed over
         self.lag_warn = int(opts.get("lag_warn_bytes") or (1 << 30))
         want = opts.get("tables") or opts.get("table") or ""
@@ -202,7 +207,7 @@ class PostgresCdcSource(Source):
         from ..destinations.postgres import connect, qualified, table_columns
         from .postgres import _logical
 
-        self._conn = connect(self.url, timeout=self.timeout, autocommit=True)
+        self._conn = connect(self.url, timeout=self.timeout, autocommit=True, policy=self._policy)
         cur = self._conn.cursor()
         if self.cdc:
             cur.execute("SHOW wal_level")
@@ -337,23 +342,21 @@ class PostgresCdcSource(Source):
         if missing:
             cur.execute(f"ALTER PUBLICATION {quote_ident(self.publication)} ADD TABLE {', '.join(missing)}")
 
-    def _replication_connection(self):
-        import psycopg
+    def _replication_connection(self, retries: int | None = None):
+        from ..destinations.postgres import connect
 
         try:
             # pgoutput's text values follow the walsender's settings: fix the ones the parse kernels read
-            return psycopg.connect(self.url, replication="database", autocommit=True, connect_timeout=self.timeout,
-                                   options="-c datestyle=ISO,YMD -c timezone=UTC -c extra_float_digits=1 "
-                                           "-c intervalstyle=postgres -c bytea_output=hex")
-        except psycopg.OperationalError as e:
-            from ..destinations.postgres import safe_message
-
-            msg = safe_message(self.url, str(e))
+            return connect(self.url, timeout=self.timeout, retries=retries, autocommit=True, policy=self._policy,
+                           replication="database", options="-c datestyle=ISO,YMD -c timezone=UTC "
+                           "-c extra_float_digits=1 -c intervalstyle=postgres -c bytea_output=hex")
+        except ConnectionFailed as e:
+            msg = str(e)
             low = msg.lower()
             if "replication" in low and ("permission" in low or "pg_hba" in low or "replication role" in low):
-                raise ConfigError(f"{self.label}: no replication connection: {msg} (the user needs the "
-                                  "REPLICATION attribute and pg_hba.conf must allow it)") from None
-            raise ConnectionFailed(f"{self.label}: cannot open a replication connection: {msg}") from None
+                raise ConfigError(f"{msg} (no replication connection: the user needs the REPLICATION attribute and "
+                                  "pg_hba.conf must allow it)") from None
+            raise
 
     def _create_slot_and_snapshot(self, cur) -> None:
         import psycopg
@@ -373,7 +376,7 @@ class PostgresCdcSource(Source):
                                   "(nebula cdc drop --slot NAME --url …)") from None
             raise SourceError(f"{self.label}: cannot create replication slot {self.slot!r}: {msg}") from None
         self._lsn = lsn_int(r[1])
-        snap = connect(self.url, timeout=self.timeout, autocommit=True)
+        snap = connect(self.url, timeout=self.timeout, autocommit=True, policy=self._policy)
         snap.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snap.execute(f"SET TRANSACTION SNAPSHOT '{r[2]}'")
         self._snap = snap
@@ -610,7 +613,9 @@ class PostgresCdcSource(Source):
                 pg.error_message.decode(errors="replace")
             if "does not exist" in msg:
                 self._check_slot(self._conn.cursor())
-            raise SourceError(f"{self.label}: START_REPLICATION failed: {msg.strip()}")
+            # a killed connection's walsender may still hold the slot for a moment: worth another try
+            raise SourceError(f"{self.label}: START_REPLICATION failed: {msg.strip()}",
+                              retryable="is active for PID" in msg)
 
     def _send_status(self, reply: bool) -> None:
         lsn = self._ack
@@ -635,9 +640,13 @@ class PostgresCdcSource(Source):
             self._send_status(self._scanned < self._target)
 
     def _read_stream(self) -> None:
-        """Stream until stopped; a lost connection is reopened (with backoff, up to ``retries`` times in a row)
-        from the end of the last transaction handed over; the partial one is read again, never twice."""
-        failures = 0
+        """Stream until stopped; a lost connection is reopened from the end of the last transaction handed over
+        (the partial one is read again, never twice) through the resilience layer: the policy's backoff, the
+        server's circuit breaker, up to ``retries`` losses in a row without a transaction in between."""
+        from ..resilience import breaker_for, note_retry, retry_call
+
+        breaker = breaker_for(self._endpoint, self._policy)
+        failures, handed_at_loss = 0, -1
         while not self._stop.is_set():
             try:
                 self._stream()
@@ -647,24 +656,36 @@ class PostgresCdcSource(Source):
                     return
                 lost = isinstance(e, SourceError) and e.retryable or not isinstance(e, DataError | SourceError |
                                                                                       ConfigError)
-                failures += 1
+                failures = failures + 1 if self._handed == handed_at_loss else 1
+                handed_at_loss = self._handed
                 if lost and failures <= self.retries:
+                    breaker.record_failure(e)
+                    wait = self._policy.backoff(failures)
+                    note_retry(self._endpoint, e, wait=wait, attempt=failures, attempts=self.retries + 1,
+                               what="replication stream")
                     self.warnings.append(f"replication connection lost ({str(e)[:120]}); resumed from "
                                          f"{lsn_text(self._handed)}")
-                    time.sleep(min(5.0, 0.2 * 2 ** failures))
+                    if self._stop.wait(wait):
+                        return
                     try:
-                        self._repl.close()
-                        self._repl = self._replication_connection()
-                        self._start_replication(self._handed)
+                        retry_call(self._reopen, endpoint=self._endpoint, policy=self._policy,
+                                   what="replication reconnect")
                         continue
                     except Exception as e2:  # noqa: BLE001
                         e = e2
-                        if failures < self.retries:
-                            continue
                 self._put(e if isinstance(e, DataError | SourceError | ConfigError) else
                           SourceError(f"{self.label}: reading the replication stream failed: {type(e).__name__}: "
                                       f"{e}", retryable=True), None)
                 return
+
+    def _reopen(self) -> None:
+        """One attempt at a new replication connection streaming from the last transaction handed over."""
+        try:
+            self._repl.close()
+        except Exception:  # noqa: BLE001 - it is already lost
+            pass
+        self._repl = self._replication_connection(retries=1)
+        self._start_replication(self._handed)
 
     def _stream(self) -> None:
         pg = self._repl.pgconn
