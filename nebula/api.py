@@ -295,6 +295,7 @@ def _copy(source, dest, o: CopyOptions, audit) -> RunResult:
     if o.on_error == "dead-letter" and not o.dead_letter:
         o.dead_letter = os.path.join(".nebula", "rejected", f"{name}.jsonl")
     rejects = Rejects(o.on_error, o.dead_letter, run_id=run_id, source=_label(source))
+    rejects.check_destination(dest)
     audit.name, audit.run_id, audit.rejects = name, run_id, rejects
     store = None
     if o.state:

@@ -98,6 +98,20 @@ class Rejects:
         self._fh = None
         self._tmp = None
 
+    def check_destination(self, dest) -> None:
+        """Refuse a dead-letter table in the destination's own SQLite file: the destination holds that file's
+        write lock until it commits, and the rejected rows are stored before that (so none is ever lost)."""
+        if self.kind != "sqlite" or not isinstance(dest, str | os.PathLike) or \
+                not os.fspath(dest).lower().startswith("sqlite:"):
+            return
+        try:
+            kind, path, _ = parse_target(os.fspath(dest))
+        except ConfigError:
+            return
+        if kind == "sqlite" and os.path.realpath(path) == os.path.realpath(self._where):
+            raise ConfigError(f"--dead-letter sqlite:///{self._where} is the destination's own database file, which "
+                              "stays locked until the run commits: put the rejected rows in another file")
+
     @property
     def location(self) -> str | None:
         """Where this run's rejected rows went (redacted), or ``None`` when there were none."""

@@ -91,6 +91,10 @@ def test_sqlite_table(tmp_path):
     r = run_nebula("copy", _csv(tmp_path), tmp_path / "o.parquet", "--column", "qty:int32", "--on-error", "dead-letter",
                    "--dead-letter", "sqlite:///rej.db#t2", "--no-audit", "--no-progress", cwd=tmp_path)
     assert "3 rows rejected, see sqlite:///rej.db#t2" in r.stdout
+    # not into the destination's own file: it stays locked until the commit (this would wait, then fail)
+    r = run_nebula("copy", _csv(tmp_path), f"sqlite:///{tmp_path}/rej.db", "--table", "t", "--on-error", "dead-letter",
+                   "--dead-letter", "sqlite:///rej.db#t3", "--no-audit", cwd=tmp_path)
+    assert r.returncode == 2 and "destination's own database file" in r.stderr
 
 
 def test_postgres_table_and_max_rejected(tmp_path, pg_server, secret_url, pg):
