@@ -12,6 +12,7 @@ A config file::
         destination: {url: out/orders.parquet, options: {compression: zstd}}
         mode: merge
         key: [id]
+        resilience: {retries: 6, breaker_cooldown: 60}   # optional: retries, breakers, rate limits, timeouts
 
 Rules worth knowing:
 
@@ -132,6 +133,27 @@ class AlertsConfig(BaseModel):
     free_disk_bytes: int | None = Field(default=None, ge=0)
 
 
+class ResilienceConfig(BaseModel):
+    """``resilience:`` of a pipeline: retries, circuit breakers, rate limits and timeouts of every connection
+    (:mod:`nebula.connectors.resilience`, whose :data:`~nebula.connectors.resilience.KEYS` these mirror)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retries: int | None = Field(default=None, ge=0)
+    backoff_initial: float | None = Field(default=None, ge=0)
+    backoff_max: float | None = Field(default=None, ge=0)
+    backoff_multiplier: float | None = Field(default=None, ge=1)
+    jitter: float | None = Field(default=None, ge=0, le=1)
+    deadline: float | None = Field(default=None, gt=0)
+    connect_timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0)
+    breaker_failures: int | None = Field(default=None, ge=1)
+    breaker_cooldown: float | None = Field(default=None, ge=0)
+    breaker_trials: int | None = Field(default=None, ge=1)
+    rate_limit: float | None = Field(default=None, gt=0)
+    rate_burst: int | None = Field(default=None, ge=1)
+
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the field `schema` shadows the deprecated BaseModel.schema()
 
@@ -160,6 +182,7 @@ with warnings.catch_warnings():
         cursor: str | None = None
         metrics_port: int | None = Field(default=None, ge=1, le=65_535)
         alerts: AlertsConfig | None = None
+        resilience: ResilienceConfig | None = None
         # directory / object-prefix destinations (``out/orders/``, ``s3://b/orders/``)
         partition_by: StrList | None = None
         max_rows_per_file: int | None = Field(default=None, ge=1)
@@ -204,7 +227,8 @@ with warnings.catch_warnings():
                         dest_format=self.destination.format, table=self.destination.table,
                         source_table=self.source.table, source_options=dict(self.source.options),
                         destination_options=dict(self.destination.options),
-                        alerts=self.alerts.model_dump(exclude_none=True) if self.alerts else None)
+                        alerts=self.alerts.model_dump(exclude_none=True) if self.alerts else None,
+                        resilience=self.resilience.model_dump(exclude_none=True) if self.resilience else None)
             return opts
 
 
@@ -393,6 +417,8 @@ def _allowed_keys(loc: tuple, top: bool) -> tuple[str, ...]:
         return tuple(EndpointConfig.model_fields)
     if len(loc) >= 2 and loc[0] == "alerts":
         return tuple(AlertsConfig.model_fields)
+    if len(loc) >= 2 and loc[0] == "resilience":
+        return tuple(ResilienceConfig.model_fields)
     return PIPELINE_FIELDS
 
 
