@@ -97,9 +97,11 @@ def test_rejected_ratio_fires_and_clears_within_a_run(tmp_path, caplog):
     (line,) = alert_lines(caplog)
     assert re.search(r"rejected_ratio is 0\.(4|5)\d*, over the threshold 0.1$", line), line
     assert len(alert_lines(caplog, logging.INFO)) == 1
-    states = [d["status"] for d in dst.seen]
-    assert states[0] == "ok" and "degraded" in states and states[-1] == "ok"
-    deg = next(d for d in dst.seen if d["status"] == "degraded")
+    # status also reflects circuit breakers, which are process-wide (other tests leave some): look at alerts
+    states = [bool(d["alerts"]) for d in dst.seen]
+    assert states[0] is False and True in states and states[-1] is False
+    deg = next(d for d in dst.seen if d["alerts"])
+    assert deg["status"] in ("degraded", "failing")
     assert [(a["alert"], a["threshold"]) for a in deg["alerts"]] == [("rejected_ratio", 0.1)]
     assert deg["alerts"][0]["value"] > 0.4
 
@@ -136,7 +138,7 @@ pipelines:
     finally:
         PipelineMeter.finish = real_finish
     assert r.rows_rejected == 100
-    assert seen[0]["status"] == "degraded" and seen[0]["alerts"][0]["alert"] == "rejected_rows"
+    assert seen[0]["status"] in ("degraded", "failing") and seen[0]["alerts"][0]["alert"] == "rejected_rows"
     assert fired(name, "rejected_rows") == 1 and active(name, "rejected_rows") == 0  # cleared at the end
 
 
@@ -161,7 +163,7 @@ def test_cdc_lag_alert_follows_the_stream(src_db, caplog):
         meter.cdc_round(src, min_interval=0)
         assert meter.cdc_lag_bytes > 200_000 and active(name, "cdc_lag_bytes") == 1
         assert metrics.sample("nebula_cdc_lag_bytes", {"pipeline": name}) == meter.cdc_lag_bytes
-        assert meter.health()["status"] == "degraded"
+        assert meter.health()["status"] in ("degraded", "failing")  # failing only if a breaker is open
         c.execute("SELECT pg_logical_emit_message(true, 'nebula', 'END')")
         for _ in range(50):  # consume the stream: the lag falls back
             src.next_round(max_changes=100_000, max_seconds=0.5, stop=stop)
