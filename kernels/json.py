@@ -1219,3 +1219,72 @@ def extract_dict(buf, kinds, starts, ends, ns, col, n, table, dict_offsets, dict
         out_codes[r] = code
         _set_bit(out_validity, r)
     return nulls, n_entries, 0
+
+
+# -- nested Arrow values as JSON text (destinations that store text) ----------------------------------------
+_NULL_TEXT = np.frombuffer(b"null", dtype=np.uint8)
+
+
+@njit(inline="always")
+def _is_valid(validity, has_nulls, i):
+    return (not has_nulls) or ((validity[i >> 3] >> (i & 7)) & 1) == 1
+
+
+@njit(inline="always")
+def _copy_span(src, a, b, out, w):
+    for j in range(a, b):
+        out[w] = src[j]
+        w += 1
+    return w
+
+
+@njit(nogil=True, cache=True)
+def render_struct(n, cdata, coffs, keys, koffs, validity, has_nulls, out, offs):
+    """Rows of a struct as JSON objects ``{"k0":v0,"k1":v1}`` (``null`` where the struct is null).
+
+    Child ``c``'s text of row ``i`` is ``cdata[coffs[c, i]:coffs[c, i + 1]]``; ``keys[koffs[c]:koffs[c +
+    1]]`` is its ``"name":`` already escaped. ``out`` must hold the children's text plus ``n`` times
+    the keys, braces and commas (or ``null``); row ``i`` ends up at ``out[offs[i]:offs[i + 1]]``.
+    """
+    nc = coffs.shape[0]
+    w = 0
+    offs[0] = 0
+    for i in range(n):
+        if not _is_valid(validity, has_nulls, i):
+            w = _copy_span(_NULL_TEXT, 0, 4, out, w)
+        else:
+            out[w] = 123
+            w += 1
+            for c in range(nc):
+                if c:
+                    out[w] = 44
+                    w += 1
+                w = _copy_span(keys, koffs[c], koffs[c + 1], out, w)
+                w = _copy_span(cdata, coffs[c, i], coffs[c, i + 1], out, w)
+            out[w] = 125
+            w += 1
+        offs[i + 1] = w
+    return w
+
+
+@njit(nogil=True, cache=True)
+def render_list(n, edata, eoffs, loffs, validity, has_nulls, out, offs):
+    """Rows of a list as JSON arrays ``[e0,e1]`` (``null`` where the list is null): the elements of
+    row ``i`` are ``loffs[i]..loffs[i + 1]``, element ``k``'s text ``edata[eoffs[k]:eoffs[k + 1]]``."""
+    w = 0
+    offs[0] = 0
+    for i in range(n):
+        if not _is_valid(validity, has_nulls, i):
+            w = _copy_span(_NULL_TEXT, 0, 4, out, w)
+        else:
+            out[w] = 91
+            w += 1
+            for k in range(loffs[i], loffs[i + 1]):
+                if k > loffs[i]:
+                    out[w] = 44
+                    w += 1
+                w = _copy_span(edata, eoffs[k], eoffs[k + 1], out, w)
+            out[w] = 93
+            w += 1
+        offs[i + 1] = w
+    return w

@@ -145,6 +145,14 @@ class Batch:
         self._arrow_schema = None
         self.source_rows = 0  # rows consumed from the source to make this batch (incl. rejected)
 
+    @classmethod
+    def of_columns(cls, schema: Schema, columns: list, length: int) -> Batch:
+        """A batch over existing columns (a view for a destination; nothing is allocated)."""
+        b = cls.__new__(cls)
+        b.schema, b.capacity, b.columns, b.length = schema, length, list(columns), length
+        b.seq, b._arrow_schema, b.source_rows = -1, None, length
+        return b
+
     def reset(self) -> None:
         for c in self.columns:
             c.reset()

@@ -135,6 +135,7 @@ def copy_cmd(
     cursor: Annotated[str | None, Opt(help="Database source: read only rows past the saved value of this "
                                             "column (incremental).")] = None,
     contract: Annotated[str | None, Opt(help="Schema changes: evolve | freeze | discard-row | discard-value.")] = None,
+    nested: Annotated[str | None, Opt(help="JSON objects/arrays: flatten (a__b columns) | keep (structs/lists).")] = None,
     cdc: Annotated[bool, Opt(help="Change data capture (database sources).")] = False,
     slot: Annotated[str | None, Opt(help="Replication slot name (CDC).")] = None,
     tables: Annotated[str | None, Opt(help="Tables to capture (CDC).")] = None,
@@ -179,7 +180,7 @@ def copy_cmd(
                       escape=escape,
                       header=None if header else False, skip_rows=skip_rows or None, comment=comment,
                       null_values=null_value or None, batch_rows=batch_rows, records_path=records_path,
-                      contract=contract, cursor=cursor,
+                      contract=contract, nested=nested, cursor=cursor,
                       progress="auto" if progress and not as_json else "none",
                       cdc=cdc or None, slot=slot, tables=tables, until_caught_up=until_caught_up or None,
                       partition_by=partition_by, max_rows_per_file=max_rows_per_file, max_file_size=max_file_size,
@@ -270,6 +271,7 @@ def discover_cmd(
     infer_schema: Annotated[bool, Opt("--infer-schema/--no-infer-schema")] = True,
     delimiter: Annotated[str | None, Opt()] = None,
     header: Annotated[bool, Opt("--header/--no-header")] = True,
+    nested: Annotated[str | None, Opt(help="JSON objects/arrays: flatten | keep (structs/lists).")] = None,
     as_json: Annotated[bool, Opt("--json")] = False,
     debug: Annotated[bool, Opt()] = False,
 ) -> None:
@@ -282,7 +284,7 @@ def discover_cmd(
         if delimiter == "\\t":
             delimiter = "\t"
         schema = discover(source, format=format, infer_schema=infer_schema, delimiter=delimiter,
-                          header=None if header else False)
+                          header=None if header else False, nested=nested)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
     if as_json:

@@ -13,6 +13,8 @@ Text encoding (CSV, JSON lines) runs in the kernels of ``nebula.kernels.encode``
   ``-inf``, JSON has no such numbers and writes ``null``.
 - decimal: exact text (``-12.50``); a JSON *string*, so consumers do not round it through a double.
 - json-typed columns: their text as is in JSON lines (it already is JSON), a string field in CSV.
+- struct/list columns (JSON ``nested="keep"``): written as json columns, their JSON text
+  (:mod:`nebula.nested`); Parquet keeps them nested.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ class TextEncoder:
             raise ConfigError(f"unknown text format {fmt!r}")
         if len(delimiter.encode()) != 1 or delimiter in '"\r\n':
             raise ConfigError(f"delimiter must be one byte other than a quote or line end, got {delimiter!r}")
+        from ...nested import json_schema
+
+        schema = json_schema(schema)  # struct/list columns are written as their JSON text
         self.schema = schema
         self.fmt = fmt
         self.delim = delimiter.encode()[0]
@@ -122,7 +127,9 @@ class TextEncoder:
 
     def encode(self, batch) -> Iterator[np.ndarray]:
         from ...kernels import encode as k
+        from ...nested import json_batch
 
+        batch = json_batch(batch)
         n = batch.length
         for a in range(0, n, CHUNK_ROWS):
             b = min(n, a + CHUNK_ROWS)
@@ -363,6 +370,9 @@ class CsvDestination(_TextFileDestination):
         return enc
 
     def evolve(self, schema) -> None:
+        if schema.names == self._encoder.schema.names:  # only types changed (e.g. a struct got a field): text
+            self._encoder = self._make_encoder(schema)
+            return
         raise SchemaEvolutionError(f"{self.path}: a CSV file cannot change its columns mid-file (the header is "
                                    f"written); the source's schema changed to: {schema}. Write Parquet, JSON "
                                    "lines or a table instead, or give the full schema (--schema)")

@@ -95,5 +95,12 @@ def conform_to(rb, target):
         col = rb.column(i)
         if pa.types.is_dictionary(col.type) and not pa.types.is_dictionary(f.type):
             col = col.dictionary_decode()
+        if col.type != f.type and any(pa.types.is_struct(x) or pa.types.is_list(x) for x in (col.type, f.type)):
+            from ...nested import conform_array
+            from ...types import LogicalType
+
+            cols.append(conform_array(col, LogicalType.from_arrow(f.type) if f.metadata is None or
+                                      f.metadata.get(b"nebula.type") != b"json" else LogicalType("json")))
+            continue
         cols.append(col if col.type == f.type else col.cast(f.type))
     return pa.RecordBatch.from_arrays(cols, schema=target)

@@ -95,7 +95,7 @@ def parse_partition_by(spec, schema) -> list[_Key]:
         t = schema[col].type
         if kind == "date" and t.kind not in ("timestamp", "date"):
             raise ConfigError(f"partition_by: date({col}) needs a timestamp or date column, {col!r} is {t}")
-        if kind == "value" and t.kind in ("float32", "float64", "json", "decimal"):
+        if kind == "value" and t.kind in ("float32", "float64", "json", "decimal", "struct", "list"):
             raise ConfigError(f"partition_by: cannot partition by {col!r} of type {t}")
         keys.append(_Key(f"{col}_date" if kind == "date" else col, col, kind))
     if not keys:
@@ -597,6 +597,8 @@ class _ArrowColumn:
             self.data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None and bufs[2].size else \
                 np.zeros(0, np.uint8)
             self.values = np.zeros(0, np.int32)
+        elif t.is_nested:  # struct/list: read through to_arrow (text destinations render it as JSON)
+            self.values = None
         elif t.kind == "bool":
             self.values = np.frombuffer(bufs[1], np.uint8)
         elif t.kind == "decimal":

@@ -15,6 +15,7 @@ bool                       boolean
 decimal(p,s)               numeric(p,s)          numeric with room for p,s (else widened)
 string                     text                  varchar, char
 json                       jsonb                 json, text
+struct, list               jsonb (their JSON text)  json, text
 date                       date                  timestamp, timestamptz
 timestamp / timestamptz    timestamp / timestamptz  either (values are UTC µs)
 =========================  ===================  ============================================
@@ -491,6 +492,9 @@ class PostgresDestination(Destination):
         missing = [c for c in key if c not in schema]
         if missing:
             raise ConfigError(f"{self._label()}: key column(s) {', '.join(missing)} not in the schema")
+        from ...nested import json_schema
+
+        schema = json_schema(schema)  # struct/list columns (JSON nested="keep") are stored as jsonb
         self.table, self._mode, self._key, self._schema = table, mode, key, schema
         self._qname = qualified(table, self.options.get("db_schema"))
         self.conn = self._connect()
@@ -587,6 +591,9 @@ class PostgresDestination(Destination):
         with a new COPY of the evolved columns."""
         if self.conn is None:
             raise DestinationError(f"{self._label()}: evolve() before open()")
+        from ...nested import json_schema
+
+        schema = json_schema(schema)
         try:
             self._finish_copy()
             cur = self.conn.cursor()
@@ -652,6 +659,9 @@ class PostgresDestination(Destination):
             raise DestinationError(f"{self._label()}: write() before open()")
         if batch.length == 0:
             return 0
+        from ...nested import json_batch
+
+        batch = json_batch(batch)
         if self._mode == "merge":
             self._check_keys(batch)
         sent = 0

@@ -10,6 +10,7 @@ float32/float64            REAL       real (NaN becomes NULL: SQLite has no NaN)
 bool                       INTEGER    0 / 1
 decimal(p,s)               TEXT       exact text ``-12.50`` (NUMERIC would round it)
 string, json               TEXT       text
+struct, list               TEXT       its JSON text (JSON ``nested="keep"``)
 date                       TEXT       ``YYYY-MM-DD``
 timestamp                  TEXT       ``YYYY-MM-DDTHH:MM:SS.ffffff``, ``Z`` added when tz-aware (UTC)
 =========================  =========  ==============================================
@@ -33,7 +34,7 @@ from ..base import CHANGE_OP, Capabilities, Destination, data_columns
 
 _SQL_TYPE = {"int8": "INTEGER", "int16": "INTEGER", "int32": "INTEGER", "int64": "INTEGER", "bool": "INTEGER",
              "float32": "REAL", "float64": "REAL", "decimal": "TEXT", "string": "TEXT", "json": "TEXT",
-             "date": "TEXT", "timestamp": "TEXT"}
+             "date": "TEXT", "timestamp": "TEXT", "struct": "TEXT", "list": "TEXT"}
 # affinities an existing column may have for each of our kinds to receive its values unchanged
 _ACCEPTS = {"INTEGER": ("INTEGER", "REAL", "NUMERIC", "BLOB"), "REAL": ("REAL", "NUMERIC", "BLOB"),
             "TEXT": ("TEXT", "BLOB")}
@@ -347,7 +348,11 @@ def _python_values(arr, t) -> list:
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     k = t.kind
-    if k == "decimal" or k == "date":
+    if t.is_nested:
+        from ...nested import json_text
+
+        arr = json_text(arr)
+    elif k == "decimal" or k == "date":
         arr = arr.cast(pa.string())
     elif k == "timestamp":
         naive = arr.view(pa.timestamp("us")) if t.tz is not None else arr

@@ -18,11 +18,11 @@ event of its container. Columns are then found from the top down with numpy, per
 Leaves go through the flat columns' extraction kernels (over the gathered spans), and each struct
 or list is put together with ``pyarrow.Array.from_buffers``: no Python step per record.
 
-Types (:func:`observed_type`): an object is a struct of its fields, an array a list of its elements'
+Types (:class:`Types`): an object is a struct of its fields, an array a list of its elements'
 type (``list<string>`` while only empty arrays or nulls were seen), scalars as in flatten mode. A
 value whose kinds mix containers with anything else, an array whose elements mix types that do not
 widen to one, and a field holding only ``{}`` become ``json`` (each value's exact JSON text).
-Evolution (:func:`evolve_type`) adds a new field to its struct, widens scalars inside (int ->
+Evolution (:meth:`Types.evolve`) adds a new field to its struct, widens scalars inside (int ->
 float, int -> string, ...) and turns a struct/list that meets a scalar into ``json``.
 """
 
@@ -94,68 +94,126 @@ def _mask(evmask: np.ndarray, s: int | None) -> int:
 
 
 # -- types --------------------------------------------------------------------------------------------
-def observed_type(ref: int, mask: int, deep: DeepTree, evmask: np.ndarray, strings=None) -> LogicalType | None:
-    """The type of the values seen at ``ref`` (kinds ``mask``); None when only nulls.
+class Types:
+    """The type decisions of one chunk: the kinds ``evmask[s]`` seen at each node ``s`` of ``deep``.
 
-    ``strings`` (the sample only): called with a node whose values are all strings, returns its
-    type (date/timestamp when every string reads as one); null-only fields are then strings.
+    ``placeholders`` (a set of paths, kept by the source): fields typed ``string`` only because no
+    value was seen yet (null-only in the sample, or a list with no element so far). Under evolution
+    the first values of such a field give it its real type (a struct, a list, ...) instead of being
+    stored as text; ``None`` (contracts freeze/discard) keeps them strings, as in flatten mode.
+    ``strings`` (the sample only): called with a node whose values are all strings, returns its type
+    (date/timestamp when every string reads as one); null-only fields are then placeholders.
     """
-    from .json import type_of_kinds
 
-    m = mask & ~NULLS
-    if not m:
-        return None
-    if m & (OBJ | ARR):
-        if m == OBJ:
-            kids = []
+    def __init__(self, deep: DeepTree, slots: list[str], evmask: np.ndarray, placeholders: set | None = None,
+                 strings=None) -> None:
+        self.deep, self.slots, self.evmask = deep, slots, evmask
+        self.placeholders, self.strings = placeholders, strings
+
+    def mask(self, s: int | None) -> int:
+        return _mask(self.evmask, s)
+
+    def path(self, ref: int) -> str:
+        return self.deep.path(ref, self.slots)
+
+    def _placeholder(self, path: str) -> LogicalType:
+        if self.placeholders is not None:
+            self.placeholders.add(path)
+        return STRING
+
+    def observed(self, ref: int, mask: int) -> LogicalType | None:
+        """The type of the values seen at ``ref`` (kinds ``mask``); None when only nulls."""
+        from .json import type_of_kinds
+
+        deep = self.deep
+        m = mask & ~NULLS
+        if not m:
+            return None
+        if m & (OBJ | ARR):
+            if m == OBJ:
+                kids = []
+                for c in deep.children(ref):
+                    key = deep.key[c]
+                    if key is None:
+                        continue
+                    cm = self.mask(c)
+                    t = self.observed(c, cm)
+                    if t is None:
+                        if self.strings is None or not cm:
+                            continue
+                        t = self._placeholder(self.path(c))
+                    kids.append((key, t))
+                return struct_of(kids) if kids else JSON
+            if m == ARR:
+                e = deep.get(ref, None)
+                t = self.observed(e, self.mask(e)) if e is not None else None
+                return list_of(t or self._placeholder(self.path(ref) + "[]"))
+            return JSON
+        t = type_of_kinds(m)
+        if t == STRING and self.strings is not None and ref >= 0:
+            t = self.strings(ref)
+        return t
+
+    def _waiting(self, t: LogicalType, ref: int, m: int) -> bool:
+        """A placeholder string that now has values (it takes their type, see the class docstring)."""
+        return bool(m) and t == STRING and self.placeholders is not None and self.path(ref) in self.placeholders
+
+    def fits(self, t: LogicalType, ref: int | None, mask: int) -> bool:
+        """Whether every value seen at ``ref`` can be stored as ``t`` without evolving."""
+        from .json import accepts
+
+        deep = self.deep
+        m = mask & ~NULLS
+        k = t.kind
+        if not m:
+            return True
+        if k in ("string", "json"):
+            return not self._waiting(t, ref, m)
+        if k == "struct":
+            if m & ~OBJ:
+                return False
+            for c in deep.children(ref):
+                cm = self.mask(c)
+                if not cm & ~NULLS:
+                    continue
+                ct = t.child(deep.key[c]) if deep.key[c] is not None else None
+                if ct is None or not self.fits(ct, c, cm):
+                    return False
+            return True
+        if k == "list":
+            if m & ~ARR:
+                return False
+            e = deep.get(ref, None)
+            return e is None or self.fits(t.element, e, self.mask(e))
+        return not m & (OBJ | ARR) and accepts(t, m)
+
+    def evolve(self, t: LogicalType, ref: int, mask: int) -> LogicalType:
+        """The type after ``t`` met the values seen at ``ref`` (unchanged when they fit)."""
+        if self.fits(t, ref, mask):
+            return t
+        deep = self.deep
+        m = mask & ~NULLS
+        if self._waiting(t, ref, m):
+            self.placeholders.discard(self.path(ref))
+            return self.observed(ref, mask) or t
+        if t.kind == "struct" and not m & ~OBJ:
+            out = []
+            for n, ct in t.fields:
+                c = deep.get(ref, n)
+                cm = self.mask(c)
+                out.append((n, self.evolve(ct, c, cm) if cm & ~NULLS else ct))
             for c in deep.children(ref):
                 key = deep.key[c]
-                if key is None:
-                    continue
-                cm = _mask(evmask, c)
-                t = observed_type(c, cm, deep, evmask, strings)
-                if t is None:
-                    if strings is None or not cm:
-                        continue
-                    t = STRING
-                kids.append((key, t))
-            return struct_of(kids) if kids else JSON
-        if m == ARR:
+                if key is not None and t.child(key) is None:
+                    ot = self.observed(c, self.mask(c))
+                    if ot is not None:
+                        out.append((key, ot))
+            return struct_of(out)
+        if t.kind == "list" and not m & ~ARR:
             e = deep.get(ref, None)
-            t = observed_type(e, _mask(evmask, e), deep, evmask, strings) if e is not None else None
-            return list_of(t or STRING)
-        return JSON
-    t = type_of_kinds(m)
-    if t == STRING and strings is not None and ref >= 0:
-        t = strings(ref)
-    return t
-
-
-def fits(t: LogicalType, ref: int | None, mask: int, deep: DeepTree, evmask: np.ndarray) -> bool:
-    """Whether every value seen at ``ref`` can be stored as ``t`` without evolving."""
-    from .json import accepts
-
-    m = mask & ~NULLS
-    k = t.kind
-    if k in ("string", "json") or not m:
-        return True
-    if k == "struct":
-        if m & ~OBJ:
-            return False
-        for c in deep.children(ref):
-            cm = _mask(evmask, c)
-            if not cm & ~NULLS:
-                continue
-            ct = t.child(deep.key[c]) if deep.key[c] is not None else None
-            if ct is None or not fits(ct, c, cm, deep, evmask):
-                return False
-        return True
-    if k == "list":
-        if m & ~ARR:
-            return False
-        e = deep.get(ref, None)
-        return e is None or fits(t.element, e, _mask(evmask, e), deep, evmask)
-    return not m & (OBJ | ARR) and accepts(t, m)
+            return list_of(self.evolve(t.element, e, self.mask(e)))
+        ot = self.observed(ref, mask)
+        return t if ot is None else merge_types(t, ot)
 
 
 def merge_types(a: LogicalType, b: LogicalType) -> LogicalType:
@@ -173,31 +231,6 @@ def merge_types(a: LogicalType, b: LogicalType) -> LogicalType:
     if a.is_nested or b.is_nested:
         return STRING if a.kind == "string" else JSON
     return merge_type(a, b)
-
-
-def evolve_type(t: LogicalType, ref: int, mask: int, deep: DeepTree, evmask: np.ndarray) -> LogicalType:
-    """The type after ``t`` met the values seen at ``ref`` (unchanged when they fit)."""
-    if fits(t, ref, mask, deep, evmask):
-        return t
-    m = mask & ~NULLS
-    if t.kind == "struct" and not m & ~OBJ:
-        out = []
-        for n, ct in t.fields:
-            c = deep.get(ref, n)
-            cm = _mask(evmask, c)
-            out.append((n, evolve_type(ct, c, cm, deep, evmask) if cm & ~NULLS else ct))
-        for c in deep.children(ref):
-            key = deep.key[c]
-            if key is not None and t.child(key) is None:
-                ot = observed_type(c, _mask(evmask, c), deep, evmask)
-                if ot is not None:
-                    out.append((key, ot))
-        return struct_of(out)
-    if t.kind == "list" and not m & ~ARR:
-        e = deep.get(ref, None)
-        return list_of(evolve_type(t.element, e, _mask(evmask, e), deep, evmask))
-    ot = observed_type(ref, mask, deep, evmask)
-    return t if ot is None else merge_types(t, ot)
 
 
 def kinds_ok(t) -> np.ndarray:
@@ -415,5 +448,4 @@ class Assembler:
                                                  tok.ends, tok.ns, tok.row_line, int(back[r]), j, f)
 
 
-__all__ = ["DeepTree", "Assembler", "observed_type", "fits", "evolve_type", "merge_types", "kinds_ok",
-           "deep_kinds_ok"]
+__all__ = ["DeepTree", "Assembler", "Types", "merge_types", "kinds_ok", "deep_kinds_ok"]

@@ -360,6 +360,7 @@ class JsonSource(Source):
             from ._json_nested import DeepTree
 
             self._deep = DeepTree()
+            self._placeholders: set[str] = set()  # paths typed string for lack of values (see _json_nested.Types)
         d = o.max_depth + 1
         self._stk = np.zeros(d, dtype=np.uint8)
         self._nstk = np.zeros(d, dtype=np.int32)
@@ -414,9 +415,12 @@ class JsonSource(Source):
                 continue
             mask = int(tok.colmask[j]) if tok is not None and j < tok.ns else 0
             if self._deep is not None and o.infer_schema and tok is not None:
-                from ._json_nested import observed_type
+                from ._json_nested import Types
 
-                t = observed_type(-(j + 1), mask, self._deep, tok.evmask, strings=lambda s: self._deep_strings(tok, s))
+                t = Types(self._deep, self._slots, tok.evmask, self._placeholders,
+                          strings=lambda s: self._deep_strings(tok, s)).observed(-(j + 1), mask)
+                if t is None:
+                    self._placeholders.add(nm)
             else:
                 t = type_of_kinds(mask) if o.infer_schema else STRING
             if t is None:
@@ -576,7 +580,7 @@ class JsonSource(Source):
         s = self._deep.get(ref, key)
         if s is None and not ordered:
             return False, True
-        if s is not None or t.seen[k] & 1 or self._sampling:
+        if s is not None or t.seen[k] & 1 or self._sampling or key is None:  # a null element still counts
             if s is None:
                 if len(self._deep) >= MAX_COLUMNS:
                     raise ParseError(f"more than {MAX_COLUMNS} distinct nested fields: this does not look like "
@@ -1005,8 +1009,9 @@ class JsonSource(Source):
         changes: dict[int, LogicalType] = {}
         deep = self._deep
         if deep is not None:
-            from ._json_nested import evolve_type, observed_type
+            from ._json_nested import Types
 
+            types = Types(deep, self._slots, tok.evmask, self._placeholders if o.contract == "evolve" else None)
             self._warn_huge_deep(tok)
         for j in range(len(self._slots)):
             mask = int(tok.colmask[j]) if j < tok.ns else 0
@@ -1015,7 +1020,7 @@ class JsonSource(Source):
                 if f.name in self._pinned:
                     continue
                 if deep is not None:
-                    t = evolve_type(f.type, -(j + 1), mask, deep, tok.evmask)
+                    t = types.evolve(f.type, -(j + 1), mask)
                     if t != f.type:
                         self._warn_huge(f.name, mask)
                         changes[j] = t
@@ -1025,7 +1030,7 @@ class JsonSource(Source):
                 self._warn_huge(f.name, mask)
                 changes[j] = merge_type(f.type, type_of_kinds(mask))
             else:
-                t = type_of_kinds(mask) if deep is None else observed_type(-(j + 1), mask, deep, tok.evmask)
+                t = type_of_kinds(mask) if deep is None else types.observed(-(j + 1), mask)
                 if t is not None:
                     self._warn_huge(self._slots[j], mask)
                     changes[j] = t
