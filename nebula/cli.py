@@ -477,6 +477,14 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("nebula: interrupted", err=True)
         code = 130
+    except Exception as e:  # noqa: BLE001 - an error outside a command's own handler: still one redacted line
+        from .redact import format_exception, redact
+
+        if _debug:
+            sys.stderr.write(format_exception(e))
+        typer.echo(f"nebula: error: internal error: {type(e).__name__}: {redact(str(e))} (run with --debug for "
+                   "details)", err=True)
+        code = 1
     # Everything is committed and closed by now: skip the interpreter's teardown of numba/pyarrow
     # (~0.2 s). Coverage and other atexit users can ask for a normal exit.
     sys.stdout.flush()

@@ -237,3 +237,23 @@ def test_no_command_prints_the_secret(tmp_path, pg_server, secret_url, pg):
     assert "sec_orders" in everything and "***" in everything
     assert_no_secret(everything)
     assert set(secret_forms()) - {SECRET}, "the test must also look for the URL-encoded form"
+
+
+def test_an_error_outside_a_command_handler_is_one_redacted_line():
+    import subprocess
+    import sys
+
+    code = textwrap.dedent("""\
+        import sys
+        from nebula import cli
+        from nebula.redact import register_secret
+        register_secret("uncaught-secret-77")
+        @cli.app.command("boom")
+        def boom():
+            raise RuntimeError("failed with uncaught-secret-77")
+        sys.argv = ["nebula", "boom"]
+        cli.main()
+        """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip() == "nebula: error: internal error: RuntimeError: failed with *** (run with --debug for details)"
