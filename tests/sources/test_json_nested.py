@@ -290,3 +290,221 @@ def test_generated_documents_match_json_module_and_pyarrow(tmp_path_factory, rec
         for f in ref.schema if ok else ():
             if "null" not in str(f.type) and "struct<>" not in str(f.type):
                 assert t.schema.field(f.name).type == f.type, f.name
+
+
+# -- mixed types, evolution across batches ------------------------------------------------------------------
+def test_mixed_values_fall_back_to_json_text(tmp_path):
+    recs = [{"m": [1, "a", {"b": 2}], "s": {"x": 1}, "w": [1, 2.5], "u": [[1], 2]},
+            {"m": [], "s": 5, "w": [3], "u": None}]
+    t = nebula.read_json(write(tmp_path, lines(*recs)), nested="keep")
+    types = {f.name: str(f.type) for f in nebula.discover(write(tmp_path, lines(*recs)), nested="keep")}
+    assert types == {"m": "list<json>", "s": "json", "w": "list<float64>", "u": "list<json>"}
+    assert table_values(t) == [{"m": [1, "a", {"b": 2}], "s": {"x": 1}, "w": [1.0, 2.5], "u": [[1], 2]},
+                               {"m": [], "s": 5, "w": [3.0], "u": None}]
+    assert t.column("s").to_pylist() == ['{"x": 1}', "5"]  # each value's exact text
+
+
+def test_duplicate_keys_last_wins_like_the_json_module(tmp_path):
+    doc = '{"a": [1], "a": [2, 3], "o": {"x": 1}, "o": {"y": 2}, "l": [{"k": 1, "k": 5, "p": {"q": 1}, "p": {}}]}'
+    t = nebula.read_json(write(tmp_path, doc + "\n"), nested="keep")
+    assert t.to_pylist() == [{"a": [2, 3], "o": {"x": None, "y": 2}, "l": [{"k": 5, "p": {"q": None}}]}]
+    assert same(t.to_pylist()[0], json.loads(doc))
+
+
+EVOLVE = [{"id": i, "o": {"a": i}, "l": [i]} for i in range(6)] + [
+    {"id": 6, "o": {"a": 1.5, "b": "new"}, "l": [0.5]},  # int -> float inside, a new field in the struct
+    {"id": 7, "o": {"a": 2, "c": {"d": [True]}}, "l": []},
+    {"id": 8, "o": None, "l": None, "late": {"z": [1]}},  # a new member, nested
+    {"id": 9, "o": {"a": 3}, "l": [{"x": 1}]},  # list<float> meets an object: list<json>
+]
+
+
+def test_evolution_across_batches(tmp_path):
+    p = write(tmp_path, lines(*EVOLVE))
+    t = nebula.read_json(p, nested="keep", batch_rows=2, threads=2)
+    assert {f.name: str(f.type) for f in __import__("nebula.schema", fromlist=["Schema"]).Schema.from_arrow(
+        t.schema)} == {"id": "int64", "o": "struct<a: float64, b: string, c: struct<d: list<bool>>>",
+                       "l": "list<json>", "late": "struct<z: list<int64>>"}
+    assert all(same(g, r) for g, r in zip(table_values(t), EVOLVE, strict=True))
+    assert t.column("o").to_pylist()[0] == {"a": 0.0, "b": None, "c": None}
+
+
+def test_evolution_to_parquet_rewrites_and_round_trips(tmp_path):
+    import pyarrow.parquet as pq
+
+    p = write(tmp_path, lines(*EVOLVE))
+    out = tmp_path / "o.parquet"
+    nebula.copy(p, str(out), nested="keep", batch_rows=2, dest_options={"row_group_rows": 2}, progress="none")
+    back = pq.read_table(out)
+    assert back.equals(nebula.read_json(p, nested="keep", batch_rows=2))
+    assert all(same(g, r) for g, r in zip(table_values(back), EVOLVE, strict=True))
+    # and the Parquet file read back with nebula's own types
+    from nebula.schema import Schema
+
+    assert str(Schema.from_arrow(back.schema)["l"].type) == "list<json>"
+
+
+def test_null_first_then_values_takes_the_real_type(tmp_path):
+    recs = [{"id": 0, "p": None, "q": []}, {"id": 1, "p": {"x": [1]}, "q": [{"k": 1}]}]
+    for br in (1, 10):
+        t = nebula.read_json(write(tmp_path, lines(*recs)), nested="keep", batch_rows=br)
+        assert str(t.schema.field("p").type) == "struct<x: list<item: int64>>", br
+        assert t.to_pylist()[1] == {"id": 1, "p": {"x": [1]}, "q": [{"k": 1}]}
+    # under contract freeze those fields stay strings (as in flatten mode), holding the text
+    t = nebula.read_json(write(tmp_path, lines(*recs)), nested="keep", batch_rows=1, contract="freeze")
+    assert t.to_pylist()[1] == {"id": 1, "p": '{"x": [1]}', "q": ['{"k": 1}']}
+
+
+# -- contracts ------------------------------------------------------------------------------------------------
+CONTRACT = [{"id": i, "o": {"a": i, "l": [i]}} for i in range(4)] + [
+    {"id": 4, "o": {"a": 4, "l": [4], "new": 1}},  # a new field inside the struct (line 5)
+    {"id": 5, "o": {"a": "x", "l": [5]}},  # a string where the struct's a is int64 (line 6)
+    {"id": 6, "o": {"a": 6, "l": [{"k": 1}]}},  # an object as a list element of int64 (line 7)
+    {"id": 7, "o": [1]},  # the member itself changes kind (line 8)
+    {"id": 8, "o": {"a": 8, "l": [8]}},
+]
+
+
+def test_contract_freeze_names_the_nested_field_and_line(tmp_path):
+    p = write(tmp_path, lines(*CONTRACT))
+    with pytest.raises(nebula.errors.SchemaEvolutionError, match=r"line 5, .*'o\.new' is not in the schema") as e:
+        nebula.read_json(p, nested="keep", batch_rows=4, contract="freeze")
+    assert e.value.line == 5 and e.value.column == "o.new"
+    assert e.value.offset == len(lines(*CONTRACT[:4])) + lines(CONTRACT[4]).index('1}}')
+
+
+def test_contract_discard_row_and_value_under_keep(tmp_path):
+    p = write(tmp_path, lines(*CONTRACT))
+    dl = tmp_path / "dl.jsonl"
+    t = nebula.read_json(p, nested="keep", batch_rows=4, contract="discard-row", on_error="dead-letter",
+                         dead_letter=str(dl))
+    assert t.column("id").to_pylist() == [0, 1, 2, 3, 8]
+    assert str(t.schema.field("o").type) == "struct<a: int64, l: list<item: int64>>"
+    rej = sorted((json.loads(x) for x in dl.read_text().splitlines()), key=lambda r: r["line"])
+    assert [(r["line"], r["column"]) for r in rej] == [(5, "o.new"), (6, "o.a"), (7, "o.l[]"), (8, "o")]
+    assert all("contract discard-row" in r["reason"] for r in rej) and json.loads(rej[1]["raw"])["id"] == 5
+    t = nebula.read_json(p, nested="keep", batch_rows=4, contract="discard-value", on_error="skip")
+    assert t.column("id").to_pylist() == list(range(9))
+    assert t.column("o").to_pylist()[4:8] == [{"a": 4, "l": [4]}, {"a": None, "l": [5]}, {"a": 6, "l": [None]},
+                                              None]
+
+
+# -- types given by the user --------------------------------------------------------------------------------
+def test_user_types_under_keep(tmp_path):
+    p = write(tmp_path, lines({"id": 1, "o": {"a": 1, "b": [1]}}, {"id": 2, "o": {"a": 2, "b": [2], "c": 3}}))
+    t = nebula.read_json(p, nested="keep", columns={"o": "json"})
+    assert t.column("o").to_pylist() == ['{"a": 1, "b": [1]}', '{"a": 2, "b": [2], "c": 3}']
+    t = nebula.read_json(p, nested="keep", columns={"o": "struct<a: float64, b: list<string>, c: int32>"})
+    assert t.column("o").to_pylist() == [{"a": 1.0, "b": ["1"], "c": None}, {"a": 2.0, "b": ["2"], "c": 3}]
+    # a given type is not widened: a field it has no place for, or a value that does not fit, is an error
+    from nebula.errors import TypeCoercionError
+
+    with pytest.raises(TypeCoercionError, match=r"'o\.c' is not in the type") as e:
+        nebula.read_json(p, nested="keep", columns={"o": "struct<a: int64, b: list<int64>>"})
+    assert e.value.line == 2 and e.value.column == "o.c"
+    with pytest.raises(TypeCoercionError, match=r"cannot read integer '1' as bool \(field 'o\.b\[\]'\)") as e:
+        nebula.read_json(p, nested="keep", columns={"o": "struct<a: int64, b: list<bool>, c: int64>"})
+    assert e.value.line == 1
+    dl = tmp_path / "dl.jsonl"
+    t = nebula.read_json(p, nested="keep", columns={"o": "struct<a: int64, b: list<int64>>"}, on_error="dead-letter",
+                         dead_letter=str(dl))
+    assert t.column("id").to_pylist() == [1] and json.loads(dl.read_text())["line"] == 2
+
+
+# -- deep nesting, hostile input ------------------------------------------------------------------------------
+@SETTINGS
+@given(st.lists(st.sampled_from(["obj", "arr"]), min_size=1, max_size=15), st.booleans())
+def test_nesting_up_to_max_depth(tmp_path_factory, shape, too_deep):
+    """Objects in arrays in objects, ``max_depth`` levels deep (the record is one): read exactly; one
+    level more is the same typed error (line, offset) as in flatten mode."""
+    from nebula.errors import ParseError
+
+    v = 1
+    for s in reversed(shape + ["arr"] * too_deep):
+        v = {"k": v} if s == "obj" else [None, v]
+    recs = [{"id": 1, "v": v}, {"id": 2, "v": None}]
+    p = write(tmp_path_factory.mktemp("deep"), lines(*recs))
+    limit = len(shape) + 1
+    if not too_deep:
+        assert table_values(nebula.read_json(p, nested="keep", max_depth=limit)) == recs
+        return
+    errs = []
+    for mode in ("flatten", "keep"):
+        with pytest.raises(ParseError, match=f"deeper than {limit} levels") as e:
+            nebula.read_json(p, nested=mode, max_depth=limit)
+        errs.append((e.value.line, e.value.offset))
+    assert errs[0] == errs[1] and errs[0][0] == 1
+
+
+@pytest.mark.parametrize("nested", ["keep"])
+def test_one_level_too_deep_is_the_flatten_error(tmp_path, nested):
+    from nebula.errors import ParseError
+
+    rec = '{"id": 1, "v": {"k": [[{"k": 1}]]}}\n'
+    p = write(tmp_path, rec + '{"id": 2}\n')
+    errs = []
+    for mode in ("flatten", nested):
+        with pytest.raises(ParseError, match="deeper than 4 levels") as e:
+            nebula.read_json(p, nested=mode, max_depth=4)
+        errs.append((e.value.line, e.value.offset, e.value.reason))
+    assert errs[0] == errs[1]
+    assert nebula.read_json(p, nested="keep", max_depth=5).column("v").to_pylist()[0] == {"k": [[{"k": 1}]]}
+
+
+def test_hostile_input_gives_the_flatten_errors_and_dead_letters(tmp_path):
+    from nebula.errors import ParseError
+    from tests.sources.test_json_source import HOSTILE
+
+    good = b'{"a": {"b": [1, {"c": 2}]}, "s": "ok"}\n'
+    for name, bad in sorted(HOSTILE.items()):
+        p = write(tmp_path, good + bad + b"\n" + good, f"{len(name)}.jsonl")
+        got = {}
+        for mode in ("flatten", "keep"):
+            with pytest.raises(ParseError) as e:
+                nebula.read_json(p, nested=mode)
+            dl = tmp_path / f"dl_{mode}.jsonl"
+            t = nebula.read_json(p, nested=mode, on_error="dead-letter", dead_letter=str(dl))
+            rej = [json.loads(x) for x in dl.read_text().splitlines()]
+            got[mode] = (type(e.value), e.value.line, e.value.offset, e.value.reason, t.num_rows,
+                         [(r["line"], r["reason"], r["raw"], r["raw_base64"]) for r in rej])
+        assert got["keep"] == got["flatten"], name
+        assert got["keep"][1] == 2 and got["keep"][4] == 2
+
+
+# -- input shapes, threads, flat data -----------------------------------------------------------------------
+def test_records_path_array_documents_and_threads(tmp_path):
+    recs = [{"id": i, "o": {"a": i, "t": [{"k": j} for j in range(i % 3)]}, "s": [str(i)] * (i % 4)}
+            for i in range(300)]
+    doc = {"meta": {"n": 300}, "data": {"items": recs}}
+    p = write(tmp_path, json.dumps(doc, indent=1), "doc.json")
+    t = nebula.read_json(p, nested="keep", records_path="data.items", block_size=1024, batch_rows=37)
+    assert table_values(t) == recs
+    lp = write(tmp_path, lines(*recs))
+    a = nebula.read_json(lp, nested="keep", batch_rows=16, block_size=2048, threads=2)
+    b = nebula.read_json(lp, nested="keep", batch_rows=300, threads=1)
+    assert a.equals(b) and table_values(a) == recs
+
+
+def test_flat_records_read_the_same_in_both_modes(tmp_path):
+    from nebula.sample import generate
+
+    p = str(generate(tmp_path / "orders.jsonl", 2000, fmt="jsonl"))
+    a = nebula.read_json(p, batch_rows=500)
+    b = nebula.read_json(p, batch_rows=500, nested="keep")
+    assert a.equals(b)
+
+
+def test_sqlite_adds_columns_for_new_members(tmp_path):
+    import sqlite3
+
+    p = write(tmp_path, lines(*EVOLVE))
+    db = tmp_path / "o.db"
+    nebula.copy(p, f"sqlite:///{db}", nested="keep", batch_rows=2, progress="none")
+    con = sqlite3.connect(db)
+    assert [r[1:3] for r in con.execute("PRAGMA table_info(t)")] == [("id", "INTEGER"), ("o", "TEXT"),
+                                                                   ("l", "TEXT"), ("late", "TEXT")]
+    rows = con.execute("SELECT o, l, late FROM t ORDER BY id").fetchall()
+    assert json.loads(rows[0][0]) == {"a": 0}  # written before the struct grew: its fields then
+    for (o, lst, late), rec in zip(rows, EVOLVE, strict=True):
+        assert same(json.loads(o) if o else None, rec.get("o")) and same(json.loads(lst) if lst else None, rec["l"])
+        assert same(json.loads(late) if late else None, rec.get("late"))

@@ -9,9 +9,8 @@ is a node of the :class:`DeepTree` (a path such as ``order.items[].sku``); a val
 event of its container. Columns are then found from the top down with numpy, per batch:
 
 - a member's events sit at their row;
-- a struct field's events sit at the position of their parent's event (of duplicate keys in one
-  object the last wins, as with Python's json module; two objects under one key merge, as in
-  flatten mode);
+- a struct field's events sit at the position of their parent's event (of a key repeated in one
+  object the last value wins, as with Python's json module -- an object too, with all its fields);
 - a list's elements are numbered in document order and counted per list (``bincount``) into the
   list's offsets, so null, ``[]`` and a list of nulls stay distinct (likewise null vs ``{}``).
 
@@ -302,14 +301,22 @@ class Assembler:
         self.slot, self.parent = ev[:, kj.EV_SLOT], ev[:, kj.EV_PARENT]
         self.start, self.end, self.row = ev[:, kj.EV_START], ev[:, kj.EV_END], ev[:, kj.EV_ROW]
         self.kind = tok.evk[:ne]
-        self.order = np.argsort(self.slot, kind="stable")
-        self.sorted = self.slot[self.order]
+        key, self._lo = self.slot, 0
+        if ne:  # slots span a small range: as uint16 the stable sort is a radix sort
+            lo = int(key.min())
+            if int(key.max()) - lo < 1 << 16:
+                key, self._lo = (key - lo).astype(np.uint16), lo
+        self.order = np.argsort(key, kind="stable")
+        self.sorted = key[self.order]
         self.pos = np.full(ne, -1, dtype=np.int64)
         self.errors: dict[int, TypeCoercionError] = {}
 
     def _of(self, s: int) -> np.ndarray:
-        a, b = np.searchsorted(self.sorted, [s, s + 1])
-        return self.order[a:b]
+        s -= self._lo
+        if self.sorted.dtype == np.uint16 and not 0 <= s < 1 << 16:
+            return self.order[:0]
+        v = self.sorted.dtype.type(s)
+        return self.order[np.searchsorted(self.sorted, v, "left"):np.searchsorted(self.sorted, v, "right")]
 
     def _batch_row(self, rows: np.ndarray) -> np.ndarray:
         return np.where(rows >= 0, self.rowmap[np.maximum(rows, 0)], -1)

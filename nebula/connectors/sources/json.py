@@ -206,15 +206,18 @@ class _Spans:
         self.evn = np.zeros(3, dtype=np.int64)
         self.evmask = np.zeros(1, dtype=np.int64)
 
-    def ensure_events(self, nodes: int, grow: bool = False) -> None:
-        """Room for the events of ``nodes`` deep nodes; ``grow``: twice the events (EVENTS_FULL)."""
-        cap = self.evk.shape[0]
-        if grow or cap < 2:
-            cap = max(cap * 2, self.rows * 4)
+    def ensure_events(self, nodes: int, cap: int) -> None:
+        """Room for ``cap`` events and the kinds of ``nodes`` deep nodes (nested="keep")."""
+        if self.evk.shape[0] < cap:
             self.ev = np.zeros((cap, 5), dtype=np.int64)
             self.evk = np.zeros(cap, dtype=np.uint8)
         if self.evmask.shape[0] < nodes:
             self.evmask = np.zeros(max(nodes, 2 * self.evmask.shape[0]), dtype=np.int64)
+
+    def events_needed(self, done: int) -> int:
+        """After EVENTS_FULL with ``done`` rows tokenized: the events a whole chunk of them needs."""
+        per_row = int(self.evn[0]) / max(done, 1)
+        return max(2 * self.evk.shape[0], int(per_row * self.rows * 1.25) + 4096)
 
     def grow_rejects(self) -> None:
         cap = self.rej_start.shape[0] * 2
@@ -321,7 +324,8 @@ class JsonSource(Source):
     """JSON lines / JSON array files (local, optionally .gz/.zst/.lz4), one schema for all files."""
 
     capabilities = Capabilities(formats=("jsonl", "ndjson", "json"), schemes=("file",), schema_evolution=True,
-                                notes="Numba-parsed; nested objects flattened; schema evolution and contracts")
+                                notes="Numba-parsed; nested objects flattened, or kept as structs/lists (--nested keep); "
+                                      "schema evolution and contracts")
 
     def __init__(self, path, *, options: JsonOptions | dict | None = None, name: str | None = None) -> None:
         if isinstance(options, dict) or options is None:
@@ -360,6 +364,7 @@ class JsonSource(Source):
             from ._json_nested import DeepTree
 
             self._deep = DeepTree()
+            self._ev_cap = o.batch_rows * 4  # events a chunk has room for; grows to what chunks need
             self._placeholders: set[str] = set()  # paths typed string for lack of values (see _json_nested.Types)
         d = o.max_depth + 1
         self._stk = np.zeros(d, dtype=np.uint8)
@@ -675,9 +680,10 @@ class JsonSource(Source):
                         if status == kj.TABLE_FULL and n == 0 and nrej == 0:
                             ts.tree.grow()
                             continue
-                        if status == kj.EVENTS_FULL and n == 0 and nrej == 0:
-                            tok.ensure_events(0, grow=True)
-                            continue
+                        if status == kj.EVENTS_FULL:
+                            self._ev_cap = max(self._ev_cap, tok.events_needed(n))
+                            if n == 0 and nrej == 0:
+                                continue
                         break
                     if status == kj.ERROR:
                         self._chunks.release(tok)
@@ -770,7 +776,7 @@ class JsonSource(Source):
         """The nested="keep" arguments of ``kernels.json.tokenize`` (unused placeholders in flatten mode)."""
         if self._deep is None:
             return (), ts.estk, tok.ev, tok.evk, tok.evn, tok.evmask
-        tok.ensure_events(len(self._deep))
+        tok.ensure_events(len(self._deep), self._ev_cap)
         return (True,), ts.estk, tok.ev, tok.evk, tok.evn, tok.evmask
 
     def _next_seq(self) -> int:
@@ -817,7 +823,7 @@ class JsonSource(Source):
                 tree.grow()
                 continue
             if status == kj.EVENTS_FULL:
-                tok.ensure_events(0, grow=True)
+                self._ev_cap = max(self._ev_cap, tok.events_needed(n))
                 continue
             if status == kj.FULL:  # more rejected lines than the list holds
                 if nrej < tok.rej_start.shape[0]:  # pragma: no cover - a chunk never has more lines than rows
