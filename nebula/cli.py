@@ -49,8 +49,15 @@ def _warn(warnings) -> None:
 
 
 def _fail(e: BaseException) -> None:
-    """Print one line for ``e`` and exit with its code."""
+    """Print one line for ``e`` and exit with its code (removing this process's uncommitted temp files)."""
     from .errors import NebulaError
+
+    atomic = sys.modules.get("nebula.connectors.destinations._atomic")
+    if atomic is not None:  # a file destination was used: no half-written temp file may stay behind
+        try:
+            atomic.sweep_temp_files()
+        except Exception:  # noqa: BLE001 - the run's own error matters more
+            pass
 
     if _debug:
         try:

@@ -9,11 +9,35 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import threading
 
 from ...errors import ConfigError, DestinationError
 
 COMPRESSIONS = ("gzip", "zstd", "lz4")
 _SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".lz4": "lz4"}
+
+
+# Temp files of this process not yet committed or discarded. A name is registered before its file is
+# created and forgotten only after the rename or unlink, so an interrupt landing anywhere in between
+# (even before the owner kept a reference) still leaves it known to :func:`sweep_temp_files`.
+_live: set[str] = set()
+_live_lock = threading.Lock()
+
+
+def sweep_temp_files() -> list[str]:
+    """Delete every temp file this process created and did not commit or discard (the CLI calls this
+    when a run is interrupted or fails); returns the paths removed."""
+    with _live_lock:
+        paths = list(_live)
+        _live.clear()
+    removed = []
+    for path in paths:
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def compression_from_path(path: str) -> str | None:
@@ -105,6 +129,8 @@ class AtomicFile:
         self._raw = None
         self._stream = None
         self._done = False
+        with _live_lock:
+            _live.add(self.temp_path)
         try:
             if os.path.isdir(self.path):
                 raise IsADirectoryError(21, "is a directory")
@@ -146,6 +172,8 @@ class AtomicFile:
                     os.close(fd)
             os.replace(self.temp_path, self.path)
             self._done = True
+            with _live_lock:
+                _live.discard(self.temp_path)
             dfd = os.open(os.path.dirname(self.path), os.O_RDONLY)
             try:
                 os.fsync(dfd)
@@ -173,6 +201,8 @@ class AtomicFile:
                 os.unlink(self.temp_path)
             except OSError:
                 pass
+            with _live_lock:
+                _live.discard(self.temp_path)
 
 
 def _compressor(raw, compression: str, level: int | None):
