@@ -297,3 +297,47 @@ def test_dictionary_columns_and_fallback(tmp_path):
     plain = nebula.read_csv(p, dictionary="none")
     assert pt.is_string(plain.schema.field("k").type)
     assert plain.column("k").to_pylist() == t.column("k").to_pylist()
+
+
+def test_null_in_non_nullable_column_is_a_located_error_or_a_dead_letter(tmp_path):
+    import json
+
+    import nebula
+    from nebula.errors import TypeCoercionError
+
+    p = tmp_path / "a.csv"
+    p.write_text("id,name\n1,a\n,b\n3,\n4,d\nx,e\n")
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"columns": [{"name": "id", "type": "int64", "nullable": False},
+                                              {"name": "name", "type": "string", "nullable": False}]}))
+    with pytest.raises(TypeCoercionError) as ei:
+        nebula.copy(str(p), str(tmp_path / "o.parquet"), schema=str(schema))
+    e = ei.value
+    assert (e.line, e.column, e.offset) == (3, "id", 12) and "not nullable" in e.reason
+    assert not (tmp_path / "o.parquet").exists()
+    dl = tmp_path / "dl.jsonl"
+    r = nebula.copy(str(p), str(tmp_path / "o.parquet"), schema=str(schema), on_error="dead-letter",
+                    dead_letter=str(dl))
+    assert (r.rows_written, r.rows_rejected) == (2, 3)
+    got = [json.loads(x) for x in dl.read_text().splitlines()]
+    assert [(g["line"], g["column"], "not nullable" in g["reason"]) for g in got] == [
+        (3, "id", True), (4, "name", True), (6, "id", False)]
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(tmp_path / "o.parquet")
+    assert t.column("id").to_pylist() == [1, 4] and t.schema.field("id").nullable is False
+
+
+def test_first_bad_row_over_all_columns_is_reported(tmp_path):
+    import nebula
+    from nebula.errors import TypeCoercionError
+
+    p = tmp_path / "a.csv"
+    p.write_text("a,b\n1,2\n3,4\nx,5\n6,y\n")
+    with pytest.raises(TypeCoercionError) as ei:
+        nebula.read_csv(str(p), columns={"a": "int64", "b": "int64"})
+    assert ei.value.line == 4 and ei.value.column == "a"
+    p.write_text("a,b\n1,2\n3,y\nx,5\n")
+    with pytest.raises(TypeCoercionError) as ei:
+        nebula.read_csv(str(p), columns={"a": "int64", "b": "int64"})
+    assert ei.value.line == 3 and ei.value.column == "b"

@@ -117,22 +117,41 @@ def parse_tokens(src, tok, batch, rejects) -> ParseStats:
     while True:
         row_err, slow = _scratch(m)
         err_col = None
+        null_bad = None  # per row: the non-nullable column holding a null (-1: none), not a parse error
+        earliest = None  # on_error=fail: the first bad row over all columns, as (row, error)
         for j, f in enumerate(schema):
-            first = _parse_column(src, buf, tok, rows, j, f, batch.columns[j], m, row_err, slow, stop, validate,
-                                  text_bytes)
+            col = batch.columns[j]
+            first = _parse_column(src, buf, tok, rows, j, f, col, m, row_err, slow, stop, validate, text_bytes)
+            if first >= 0 and stop and (earliest is None or first < earliest[0]):
+                earliest = (first, _coercion_error(src, tok, buf, base, rows, lines, first, j, f))
+            if not f.nullable and col.null_count:
+                null_rows = _null_rows(col, m, row_err)
+                if null_rows.shape[0]:
+                    if stop:
+                        r0 = int(null_rows[0])
+                        if earliest is None or r0 < earliest[0]:
+                            earliest = (r0, _null_error(src, tok, buf, base, rows, lines, r0, j, f))
+                        continue
+                    row_err[null_rows] = 1
+                    null_bad = np.full(m, -1, dtype=np.int64) if null_bad is None else null_bad
+                    null_bad[null_rows] = j
+                    first = int(null_rows[0]) if first < 0 else min(first, int(null_rows[0]))
             if first >= 0:
-                if stop:
-                    raise _coercion_error(src, tok, buf, base, rows, lines, first, j, f)
                 if err_col is None:
                     err_col = np.full(m, -1, dtype=np.int64)
                 err_col[(row_err[:m] != 0) & (err_col < 0)] = j
+        if earliest is not None:
+            raise earliest[1]
         if err_col is None:
             break
         bad_rows = np.flatnonzero(err_col >= 0)
         for r in bad_rows:  # only the rejected rows
             r = int(r)
             j = int(err_col[r])
-            e = _coercion_error(src, tok, buf, base, rows, lines, r, j, schema[j])
+            if null_bad is not None and null_bad[r] == j:
+                e = _null_error(src, tok, buf, base, rows, lines, r, j, schema[j])
+            else:
+                e = _coercion_error(src, tok, buf, base, rows, lines, r, j, schema[j])
             rejects.reject(reason=e.reason, line=e.line, column=e.column, offset=e.offset,
                            raw=_record_bytes_at(buf, tok, int(rows[r]), int(offs[r])), path=tok.path)
         rejected += bad_rows.shape[0]
@@ -158,6 +177,19 @@ def _record_bytes_at(buf, tok, first_field: int, start: int) -> bytes:
         return bytes(buf[start:start])
     end = int(tok.ends[last]) + (1 if tok.flags[last] & 1 else 0)
     return bytes(buf[start:end])
+
+
+def _null_rows(col, m: int, row_err) -> np.ndarray:
+    """Rows ``< m`` whose value is null (validity bit unset) without being a parse error."""
+    valid = np.unpackbits(col.validity[:(m + 7) // 8], bitorder="little")[:m].astype(bool)
+    return np.flatnonzero(~valid & (row_err[:m] == 0))
+
+
+def _null_error(src, tok, buf, base, rows, lines, r, j, f) -> TypeCoercionError:
+    fi = int(rows[r]) + j
+    s, e = int(tok.starts[fi]), int(tok.ends[fi])
+    return TypeCoercionError(f"null in column {f.name!r}, which the schema declares not nullable", path=tok.path,
+                             line=int(lines[r]), column=f.name, offset=base + s, raw=bytes(buf[s:e]))
 
 
 def _coercion_error(src, tok, buf, base, rows, lines, r, j, f) -> TypeCoercionError:
