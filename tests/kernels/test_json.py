@@ -306,3 +306,141 @@ def test_long_strings_special_byte_at_every_position(special):
     for line, row in zip((x for i, x in enumerate(lines) if i + 1 not in want_bad), rows, strict=True):
         ((name, (k, s, e)),) = row.items()
         assert decode(buf, k, s, e) == json.loads(line)[name]
+
+
+# -- nested="keep": the events rebuild every record exactly ----------------------------------------------------
+def tokenize_keep(data: bytes, *, mode=kj.LINES, rows=64, max_depth=64):
+    """The structural kernel with ``keep``: records rebuilt from the members' spans and the events (a slow,
+    obviously right walk over them), as the json module would return them."""
+    buf = arr(data)
+    tree = _KeyTree(8)
+    tok = _Spans(rows, 2)
+    d = max_depth + 1
+    stacks = (np.zeros(d, np.uint8), np.zeros(d, np.int32), np.zeros(d, np.int32), np.zeros(d, np.int64))
+    pending, estk = np.zeros(64, np.int64), np.zeros(d, np.int64)
+    cols: dict[str, int] = {}
+    deep: dict[tuple, int] = {}
+    deep_key: list = []
+    pos, line, state = (1, 1, 0) if mode == kj.ARRAY else (0, 1, 0)
+    out = []
+    cap = 4
+    while True:
+        tok.ensure(max(len(cols), 1))
+        tok.ensure_events(len(deep_key) + 1, cap)
+        r = kj.tokenize(buf, pos, buf.shape[0], True, mode, state, line, rows, max_depth, False, *tree.args(), tok.ns,
+                        tok.kinds, tok.starts, tok.ends, tok.colmask, tok.row_start, tok.row_end, tok.row_line,
+                        tok.rej_start, tok.rej_end, tok.rej_code, tok.rej_pos, tok.rej_line, *stacks, pending,
+                        tree.kscratch, (True,), estk, tok.ev, tok.evk, tok.evn, tok.evmask)
+        n, _, nxt, nline, nstate, status, code, _, _, _ = (int(x) for x in r)
+        if tree.meta[kj.M_NEED]:
+            tree.meta[kj.M_NEED] = 0
+            for k in range(1, tree.n):
+                if tree.col[k] != kj.COL_NONE or not tree.seen[k]:
+                    continue
+                p = int(tree.parent[k])
+                kb = bytes(tree.kdata[tree.koff[k]:tree.koff[k + 1]])
+                key = None if kb == b"\xff" else kb.decode()
+                if p == 0:
+                    tree.col[k] = cols.setdefault(key, len(cols))
+                else:
+                    ref = -(int(tree.col[p]) + 1) if tree.parent[p] == 0 else int(tree.col[p])
+                    if (ref, key) not in deep:
+                        deep[(ref, key)] = len(deep_key)
+                        deep_key.append(key)
+                    tree.col[k] = deep[(ref, key)]
+            continue
+        if status == kj.TABLE_FULL and n == 0:
+            tree.grow()
+            continue
+        if status == kj.EVENTS_FULL and n == 0:
+            cap *= 2
+            continue
+        assert status != kj.ERROR, code
+        ne = int(tok.evn[0])
+        ev, evk = tok.ev[:ne], tok.evk[:ne]
+        kids: dict[int, list[int]] = {}
+        top: dict[tuple, int] = {}
+        for i in range(ne):
+            if ev[i, kj.EV_SLOT] >= 0:
+                kids.setdefault(int(ev[i, kj.EV_PARENT]), []).append(i)
+            else:
+                top[(int(ev[i, kj.EV_PARENT]), -int(ev[i, kj.EV_SLOT]) - 1)] = i
+            assert ev[i, kj.EV_ROW] < n
+
+        def value(i, ev=ev, evk=evk, kids=kids):
+            k = int(evk[i])
+            if k == kj.K_OBJECT:
+                return {deep_key[int(ev[c, kj.EV_SLOT])]: value(c) for c in kids.get(i, [])}
+            if k == kj.K_ARRAY:
+                return [value(c) for c in kids.get(i, [])]
+            return decode(buf, k, int(ev[i, kj.EV_START]), int(ev[i, kj.EV_END]))
+
+        names = {c: nm for nm, c in cols.items()}
+        for row in range(n):
+            rec = {}
+            for c in range(len(cols)):
+                i = row * tok.ns + c
+                k = int(tok.kinds[i]) if c < tok.ns else 0
+                if k in (kj.K_OBJECT, kj.K_ARRAY):
+                    rec[names[c]] = value(top[(row, c)])
+                    assert bytes(buf[tok.starts[i]:tok.ends[i]]) == bytes(buf[ev[top[(row, c)], kj.EV_START]:
+                                                                              ev[top[(row, c)], kj.EV_END]])
+                elif k:
+                    rec[names[c]] = decode(buf, k, int(tok.starts[i]), int(tok.ends[i]))
+            out.append(rec)
+        pos, line, state = nxt, nline, nstate
+        if status == kj.DONE:
+            return out
+
+
+@SETTINGS
+@given(st.lists(st.tuples(records, st.booleans(), st.booleans()), min_size=1, max_size=8), st.integers(1, 5))
+def test_keep_events_rebuild_records(recs, rows):
+    data = b"\n".join(dumps(r, a, s) for r, a, s in recs) + b"\n"
+    assert tokenize_keep(data, rows=rows) == [json.loads(dumps(r, True, False)) for r, _, _ in recs]
+    arr_doc = json.dumps([r for r, _, _ in recs], indent=1).encode()
+    assert tokenize_keep(arr_doc, mode=kj.ARRAY, rows=rows) == [r for r, _, _ in recs]
+
+
+# -- rendering nested Arrow values as JSON text (nebula.nested over render_struct / render_list) --------------
+def _arrow_values():
+    leaf = st.none() | st.integers(-(2**63), 2**63 - 1)
+    texts = st.none() | st.text(st.characters(blacklist_categories=("Cs",)), max_size=6)
+    return st.recursive(st.sampled_from([("i", leaf), ("s", texts), ("b", st.none() | st.booleans())]),
+                        lambda c: st.tuples(st.just("l"), c) | st.tuples(st.just("o"), st.lists(c, min_size=1,
+                                                                                                  max_size=3)),
+                        max_leaves=6)
+
+
+def _strategy(shape):
+    if shape[0] in ("i", "s", "b"):
+        return shape[1]
+    if shape[0] == "l":
+        return st.none() | st.lists(_strategy(shape[1]), max_size=3)
+    return st.none() | st.tuples(*[_strategy(c) for c in shape[1]]).map(
+        lambda vs: {f"f{i}\u00e9\"": v for i, v in enumerate(vs)})
+
+
+def _arrow_type(shape):
+    import pyarrow as pa
+
+    if shape[0] in ("i", "s", "b"):
+        return {"i": pa.int64(), "s": pa.string(), "b": pa.bool_()}[shape[0]]
+    if shape[0] == "l":
+        return pa.list_(_arrow_type(shape[1]))
+    return pa.struct([(f"f{i}\u00e9\"", _arrow_type(c)) for i, c in enumerate(shape[1])])
+
+
+@SETTINGS
+@given(_arrow_values().flatmap(lambda shape: st.tuples(st.just(shape), st.lists(_strategy(shape), max_size=6))),
+       st.integers(0, 2))
+def test_json_text_of_nested_arrays(case, cut):
+    import pyarrow as pa
+
+    from nebula.nested import json_text
+
+    shape, values = case
+    a = pa.array(values, type=_arrow_type(shape))
+    a = a.slice(min(cut, len(a)))
+    got = json_text(a).to_pylist()
+    assert [None if g is None else json.loads(g) for g in got] == a.to_pylist()
