@@ -508,3 +508,19 @@ def test_sqlite_adds_columns_for_new_members(tmp_path):
     for (o, lst, late), rec in zip(rows, EVOLVE, strict=True):
         assert same(json.loads(o) if o else None, rec.get("o")) and same(json.loads(lst) if lst else None, rec["l"])
         assert same(json.loads(late) if late else None, rec.get("late"))
+
+
+def test_yaml_pipeline_nested_keep(tmp_path):
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    p = write(tmp_path, NESTED)
+    cfg = tmp_path / "p.yml"
+    cfg.write_text(f"state: {tmp_path / 'state.db'}\npipelines:\n  - name: nested\n"
+                   f"    source: {{url: {p}, options: {{nested: keep}}}}\n    destination: {tmp_path / 'o.parquet'}\n")
+    r = subprocess.run([sys.executable, "-m", "nebula.cli", "run", str(cfg), "--no-progress"], capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert pq.read_table(tmp_path / "o.parquet").equals(nebula.read_json(p, nested="keep"))

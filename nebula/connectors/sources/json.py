@@ -364,7 +364,7 @@ class JsonSource(Source):
             from ._json_nested import DeepTree
 
             self._deep = DeepTree()
-            self._ev_cap = o.batch_rows * 4  # events a chunk has room for; grows to what chunks need
+            self._ev_cap = 4096  # events a chunk has room for; grows to what chunks need (flat data: none)
             self._placeholders: set[str] = set()  # paths typed string for lack of values (see _json_nested.Types)
         d = o.max_depth + 1
         self._stk = np.zeros(d, dtype=np.uint8)
@@ -1147,13 +1147,15 @@ def _compact(tok: _Spans, keep: np.ndarray) -> None:
     """Keep only rows ``keep`` of ``tok`` (in place; rare path). Events of dropped rows get row -1."""
     n, ns = tok.n_rows, tok.ns
     ne = int(tok.evn[0])
-    if ne:
+    if ne:  # nested="keep": the events' rows (and a member's parent, its row) follow
+        from ...kernels.json import EV_PARENT, EV_ROW, EV_SLOT
+
         rowmap = np.full(n, -1, dtype=np.int64)
         rowmap[keep] = np.arange(keep.shape[0])
         ev = tok.ev[:ne]
-        ev[:, 4] = rowmap[ev[:, 4]]
-        top = ev[:, 0] < 0
-        ev[top, 1] = rowmap[ev[top, 1]]
+        ev[:, EV_ROW] = rowmap[ev[:, EV_ROW]]
+        top = ev[:, EV_SLOT] < 0
+        ev[top, EV_PARENT] = rowmap[ev[top, EV_PARENT]]
     m = keep.shape[0]
     for name in ("kinds", "starts", "ends"):
         a = getattr(tok, name)
