@@ -98,3 +98,48 @@ def test_yaml_pipeline(src_db, tmp_path):
     with sqlite3.connect(tmp_path / "o.db") as s:
         assert s.execute("SELECT id, v FROM items ORDER BY id").fetchall() == [(1, "a"), (2, "c")]
     assert c.execute("SELECT slot_name FROM pg_replication_slots").fetchall() == [("yaml_slot",)]
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_stream_waits_instead_of_spinning(src_db, tmp_path):
+    """Caught up and nothing new: the stream blocks for changes (was a busy loop writing a checkpoint per spin)."""
+    import signal
+    import sqlite3
+    import time
+
+    dsn, c = src_db
+    c.execute("CREATE TABLE idle (id int PRIMARY KEY, v text)")
+    c.execute("INSERT INTO idle SELECT g, 'x' FROM generate_series(1, 10) g")
+    db = tmp_path / "out.db"
+    p = subprocess.Popen([sys.executable, "-m", "nebula.cli", "copy", dsn, f"sqlite:///{db}", "--cdc", "--tables",
+                          "public.idle", "--mode", "merge", "--state", str(tmp_path / "s.db"), "--no-progress"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        n = 0
+        while time.time() < deadline and n < 10:
+            time.sleep(0.2)
+            try:
+                n = sqlite3.connect(db).execute("SELECT count(*) FROM idle").fetchone()[0]
+            except sqlite3.Error:
+                n = 0
+        assert n == 10, "the snapshot never arrived"
+        time.sleep(1.0)
+        before = _cpu_seconds(p.pid)
+        time.sleep(3.0)
+        used = _cpu_seconds(p.pid) - before
+        assert used < 0.6, f"an idle stream used {used:.2f} s of CPU in 3 s"
+        c.execute("INSERT INTO idle VALUES (11, 'late')")  # and it still streams
+        deadline = time.time() + 30
+        while time.time() < deadline and n < 11:
+            time.sleep(0.2)
+            n = sqlite3.connect(db).execute("SELECT count(*) FROM idle").fetchone()[0]
+        assert n == 11
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)

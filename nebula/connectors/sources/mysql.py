@@ -550,8 +550,8 @@ class MysqlSource(Source):
         while not stop.is_set() and changes < max_changes:
             if not caught and self._queue.empty() and self._scanned >= self._target:
                 caught = True  # the reader passed the target between transactions, all of them drained
-            if caught and self._queue.empty():
-                break
+            if caught and self._queue.empty() and (txns or not getattr(self, "_told_caught_up", False)):
+                break  # report what came, or the catch-up itself, at once; after that an idle stream waits
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -569,6 +569,7 @@ class MysqlSource(Source):
         parts = self._parts(txns)
         if txns:
             self._pos = dict(txns[-1].pos)
+        self._told_caught_up = caught or getattr(self, "_told_caught_up", False)
         return Round(parts=parts, checkpoint=self.state(), caught_up=caught, changes=changes)
 
     def _parts(self, txns: list) -> dict:

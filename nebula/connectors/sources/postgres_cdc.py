@@ -440,8 +440,8 @@ class PostgresCdcSource(Source):
         while not stop.is_set() and changes < max_changes:
             if not caught and self._queue.empty() and self._scanned >= self._target:
                 caught = True
-            if caught and self._queue.empty():
-                break
+            if caught and self._queue.empty() and (txns or not getattr(self, "_told_caught_up", False)):
+                break  # report what came, or the catch-up itself, at once; after that an idle stream waits
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -465,6 +465,7 @@ class PostgresCdcSource(Source):
         if self._queue.empty() and scanned > self._lsn:
             self._lsn = scanned  # idle past our tables' last change: let the slot release that WAL
         self._check_lag()
+        self._told_caught_up = caught or getattr(self, "_told_caught_up", False)
         return Round(parts=parts, checkpoint=self.state(), caught_up=caught, changes=changes)
 
     def _parts(self, txns: list[_Txn]) -> dict:
