@@ -409,6 +409,10 @@ def test_user_types_under_keep(tmp_path):
     t = nebula.read_json(p, nested="keep", columns={"o": "struct<a: int64, b: list<int64>>"}, on_error="dead-letter",
                          dead_letter=str(dl))
     assert t.column("id").to_pylist() == [1] and json.loads(dl.read_text())["line"] == 2
+    p = write(tmp_path, lines({"id": 1, "o": {"a": 1}}, {"id": 2, "o": 5}), "scalar.jsonl")
+    with pytest.raises(TypeCoercionError, match=r"cannot read integer '5' as struct<a: int64>") as e:
+        nebula.read_json(p, nested="keep", columns={"o": "struct<a: int64>"})
+    assert (e.value.line, e.value.column, e.value.offset) == (2, "o", len(lines({"id": 1, "o": {"a": 1}})) + 15)
 
 
 # -- deep nesting, hostile input ------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def parse_spans(src, tok, batch, rejects) -> ParseStats:
     dmax = src.opts.dictionary_max
     m = n
     nested = any(f.type.is_nested for f in schema)
-    tok_rows = np.arange(n)  # the chunk row of each batch row (rows with errors are dropped below)
+    tok_rows = np.arange(n) if nested else None  # the chunk row of each batch row (error rows are dropped)
     while True:
         row_err, slow = _scratch(m)
         err_col = None
@@ -101,7 +101,8 @@ def parse_spans(src, tok, batch, rejects) -> ParseStats:
         starts = starts[:m * ns].reshape(m, ns)[keep].ravel()
         ends = ends[:m * ns].reshape(m, ns)[keep].ravel()
         lines, offs, row_start, row_end = lines[keep], offs[keep], row_start[keep], row_end[keep]
-        tok_rows = tok_rows[keep]
+        if nested:
+            tok_rows = tok_rows[keep]
         m = keep.shape[0]
         batch.reset()
     batch.length = m
