@@ -364,7 +364,7 @@ def _lookup(parent, prev, kb, s, e, node_parent, node_koff, node_kdata, node_col
     return k
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def rebuild_hash(node_parent, node_koff, node_kdata, n_nodes, htab):
     """Fill ``htab`` (power-of-two length, all -1) with nodes ``1..n_nodes-1`` (node 0 is the root)."""
     htab[:] = -1
@@ -398,7 +398,7 @@ def _put_utf8(out, w, cp):
     return w + 4
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def decode_string_into(buf, s, e, out, w):
     """Copy the string body ``buf[s:e]`` (validated by :func:`scan_string`) into ``out[w:]`` undoing
     escapes; returns the end in ``out``. The output is never longer than the input."""
@@ -871,7 +871,7 @@ def _error(row_err, r, nerr, first):
     return nerr + 1, (r if first < 0 else first)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def extract_int(buf, kinds, starts, ends, ns, col, n, lo, hi, out_values, out_validity, row_err, stop_at_first):
     """JSON integers within ``lo..hi`` into ``out_values``; ``(null_count, n_errors, first_err_row)``."""
     nulls = 0
@@ -899,7 +899,7 @@ def extract_int(buf, kinds, starts, ends, ns, col, n, lo, hi, out_values, out_va
     return nulls, nerr, first
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def extract_float(buf, kinds, starts, ends, ns, col, n, out_values, out_validity, slow_rows, row_err,
                   stop_at_first):
     """JSON numbers into ``out_values`` (float64/32); rows beyond the exact fast path go to
@@ -938,7 +938,7 @@ def extract_float(buf, kinds, starts, ends, ns, col, n, out_values, out_validity
     return nulls, nerr, first, nslow
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def extract_decimal(buf, kinds, starts, ends, ns, col, n, precision, scale, out_values, out_validity, slow_rows,
                     row_err, stop_at_first):
     """JSON numbers into decimal lo/hi words; values beyond int64 go to ``slow_rows``."""
@@ -975,7 +975,7 @@ def extract_decimal(buf, kinds, starts, ends, ns, col, n, precision, scale, out_
     return nulls, nerr, first, nslow
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def extract_bool(kinds, ns, col, n, out_values, out_validity, row_err, stop_at_first):
     """true/false into the ``out_values`` bitmap (zeroed by the caller)."""
     nulls = 0
@@ -998,7 +998,7 @@ def extract_bool(kinds, ns, col, n, out_values, out_validity, row_err, stop_at_f
     return nulls, nerr, first
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def extract_temporal(buf, kinds, starts, ends, ns, col, n, is_date, want_tz, out_values, out_validity, row_err,
                      stop_at_first):
     """ISO-8601 strings into int32 days (``is_date``) or int64 µs (UTC; see parse_timestamp_column)."""
@@ -1034,7 +1034,7 @@ def extract_temporal(buf, kinds, starts, ends, ns, col, n, is_date, want_tz, out
     return nulls, nerr, first
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def text_column_size(kinds, starts, ends, ns, col, n):
     """Upper bound of the bytes :func:`extract_text` writes (quotes included)."""
     total = 0
@@ -1045,7 +1045,7 @@ def text_column_size(kinds, starts, ends, ns, col, n):
     return total
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def extract_text(buf, kinds, starts, ends, ns, col, n, as_json, out_offsets, out_data, out_validity):
     """Strings (escapes decoded) or, for other kinds, their JSON text into Arrow offsets + data.
 
@@ -1074,14 +1074,15 @@ def extract_text(buf, kinds, starts, ends, ns, col, n, as_json, out_offsets, out
         if k == K_STRESC and not as_json:
             w = decode_string_into(buf, s, e, out_data, w)
         else:
-            out_data[w:w + (e - s)] = buf[s:e]
+            for t in range(e - s):  # not a slice copy: that could allocate, and kernels run without NRT
+                out_data[w + t] = buf[s + t]
             w += e - s
         out_offsets[r + 1] = w
         _set_bit(out_validity, r)
     return nulls, w
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def infer_strings(buf, kinds, starts, ends, ns, col, n):
     """``(mask, n_strings)``: AND over the string values of column ``col`` of the temporal ``T_*`` bits
     (``T_DATE`` 8, ``T_TS`` 16, ``T_TSTZ`` 32) each could be; other kinds clear the mask."""
@@ -1112,7 +1113,7 @@ def infer_strings(buf, kinds, starts, ends, ns, col, n):
 
 
 # -- cutting JSON lines into chunks (reader thread) -------------------------------------------------
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def cut_lines(buf, pos, end, max_lines):
     """``(cut, n_lines)``: ``buf[pos:cut]`` holds whole lines -- up to the ``max_lines``-th newline
     after ``pos``, else up to the last newline before ``end`` -- and ``n_lines`` newlines; ``cut``
@@ -1166,7 +1167,7 @@ def _dict_find(src, s, e, table, mask, dict_offsets, dict_data):
         slot = (slot + np.uint64(1)) & mask
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def extract_dict(buf, kinds, starts, ends, ns, col, n, table, dict_offsets, dict_data, max_entries, out_codes,
                  out_validity):
     """JSON strings of column ``col`` (escapes decoded) as int32 codes into a dictionary.
@@ -1238,7 +1239,7 @@ def _copy_span(src, a, b, out, w):
     return w
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_struct(n, cdata, coffs, keys, koffs, validity, has_nulls, out, offs):
     """Rows of a struct as JSON objects ``{"k0":v0,"k1":v1}`` (``null`` where the struct is null).
 
@@ -1267,7 +1268,7 @@ def render_struct(n, cdata, coffs, keys, koffs, validity, has_nulls, out, offs):
     return w
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def render_list(n, edata, eoffs, loffs, validity, has_nulls, out, offs):
     """Rows of a list as JSON arrays ``[e0,e1]`` (``null`` where the list is null): the elements of
     row ``i`` are ``loffs[i]..loffs[i + 1]``, element ``k``'s text ``edata[eoffs[k]:eoffs[k + 1]]``."""
