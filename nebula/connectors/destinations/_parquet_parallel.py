@@ -94,6 +94,16 @@ class ParallelParquetWriter:
         pq.write_table(table, buf, row_group_size=max(1, table.num_rows), **self.options)
         return buf.getvalue()
 
+    def write_prepared(self, prepare) -> None:
+        """Queue one row group that an encoder thread first builds with ``prepare()`` (returning a
+        ``pyarrow.Table``), then encodes: assembling the table (conversions, dictionary unification)
+        runs off the caller's thread too. Blocks while enough row groups are in flight."""
+        self._slots.acquire()
+        fut = self._pool.submit(lambda: self._encode(prepare()))
+        fut.add_done_callback(lambda _f: self._slots.release())
+        self._pending.append(fut)
+        self._drain(block=False)
+
     def write_table(self, table, row_group_size: int | None = None) -> None:
         """Queue ``table`` as one row group, or several of ``row_group_size`` rows (blocks while
         enough row groups are in flight)."""

@@ -545,12 +545,26 @@ class ParquetDestination(Destination):
         return nbytes
 
     # Row groups are encoded in parallel by the writer's encoder threads (Arrow releases the GIL) while
-    # parsing goes on; at most ``encoders + 1`` row groups are in flight, so memory stays bounded.
-    def _flush(self) -> None:
+    # parsing goes on; at most ``encoders + 1`` row groups are in flight, so memory stays bounded. The
+    # encoder thread also assembles its row group's table, keeping that work off the writing thread.
+    def _flush(self, final: bool = False) -> None:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        rows = self._pending_rows
         self._pending_rows = self._pending_bytes = 0
+        if final and len(pending) >= 2 and rows >= 131072:
+            # the last row group is encoded while nothing else runs: two halves keep both encoders busy
+            half, acc = len(pending), 0
+            for i, rb in enumerate(pending):
+                acc += rb.num_rows
+                if acc * 2 >= rows:
+                    half = i + 1
+                    break
+            half = min(max(half, 1), len(pending) - 1)
+            self._write_tables(pending[:half])
+            self._write_tables(pending[half:])
+            return
         self._write_tables(pending)
 
     def _write_tables(self, batches) -> None:
@@ -559,14 +573,16 @@ class ParquetDestination(Destination):
         if self._writer is None:
             self._open_writer(batches[0].schema)
         target = self._writer.schema
-        batches = [_conform(b, target) for b in batches]
-        table = pa.Table.from_batches(batches, schema=target)
-        if self._has_dictionary:
+        unify = self._has_dictionary
+
+        def build():
+            table = pa.Table.from_batches([_conform(b, target) for b in batches], schema=target)
             # every batch brings its own dictionary; one per column chunk lets the writer keep the codes
             # (per-batch dictionaries cost it about twice the time on those columns)
-            table = table.unify_dictionaries()
+            return table.unify_dictionaries() if unify else table
+
         try:
-            self._writer.write_table(table, row_group_size=max(self.row_group_rows, table.num_rows))
+            self._writer.write_prepared(build)
         except OSError as e:
             raise destination_error(self.path, e) from e
 
@@ -592,7 +608,7 @@ class ParquetDestination(Destination):
         if self._file is None:
             return
         try:
-            self._flush()
+            self._flush(final=True)
             if self._writer is None:
                 self._open_writer(self._schema.to_arrow())
             self._writer.close()
