@@ -30,14 +30,16 @@ _CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 2, 3, 4, 6
 _CMD_DATA_PAGE, _CMD_INDEX_PAGE, _CMD_DICT_PAGE, _CMD_BLOOM = 9, 10, 11, 14
 
 
-def split_file(blob: bytes) -> tuple[bytes, dict]:
-    """``(row group bytes, FileMetaData tree)`` of a whole Parquet file held in memory."""
-    if len(blob) < 12 or blob[:4] != MAGIC or blob[-4:] != MAGIC:
+def split_file(blob) -> tuple[memoryview, dict]:
+    """``(row group bytes, FileMetaData tree)`` of a whole Parquet file held in memory (bytes or a
+    buffer); the row group bytes are a view of ``blob``, not a copy."""
+    mv = memoryview(blob)
+    if len(mv) < 12 or mv[:4] != MAGIC or mv[-4:] != MAGIC:
         raise th.ThriftError("not a Parquet file")
-    (flen,) = struct.unpack("<i", blob[-8:-4])
-    start = len(blob) - 8 - flen
-    meta, _ = th.decode_struct(blob[start:len(blob) - 8])
-    return blob[4:start], meta
+    (flen,) = struct.unpack("<i", mv[-8:-4])
+    start = len(mv) - 8 - flen
+    meta, _ = th.decode_struct(bytes(mv[start:len(mv) - 8]))
+    return mv[4:start], meta
 
 
 def _shift(fields: dict, fid: int, delta: int) -> None:
@@ -87,12 +89,12 @@ class ParallelParquetWriter:
         self.sink.write(MAGIC)
         self._pos = len(MAGIC)
 
-    def _encode(self, table) -> bytes:
+    def _encode(self, table) -> memoryview:
         import pyarrow.parquet as pq
 
         buf = io.BytesIO()
         pq.write_table(table, buf, row_group_size=max(1, table.num_rows), **self.options)
-        return buf.getvalue()
+        return buf.getbuffer()  # a view: the row group's bytes are not copied again
 
     def write_prepared(self, prepare) -> None:
         """Queue one row group that an encoder thread first builds with ``prepare()`` (returning a
