@@ -11,7 +11,8 @@ Per column (``n`` = rows in use, ``cap`` = capacity):
 - fixed-width types: ``values`` of ``type.numpy_dtype``, shape ``(cap,)``; decimal: int64 ``(cap, 2)``
   holding the little-endian low and high words of the 128-bit unscaled value.
 - bool: ``values`` is a uint8 bitmap like ``validity`` (zeroed by reset).
-- string/json: ``offsets`` int32 ``(cap + 1,)`` and ``data`` uint8 (grows on demand, never shrinks).
+- string/json/binary: ``offsets`` int32 ``(cap + 1,)`` and ``data`` uint8 (grows on demand, never
+  shrinks); binary data is any bytes (nothing validates it as UTF-8), Arrow ``binary``.
 - dictionary-encoded string: ``values`` int32 codes and ``dictionary`` an Arrow string array.
 - struct/list: ``array``, an Arrow array the source builds once per batch (it owns its memory;
   nested values have no fixed-width storage to fill in place).
@@ -75,7 +76,8 @@ class Column:
             if nbytes > 2**31 - 1:
                 from .errors import DataError
 
-                raise DataError(f"column {self.field.name!r}: more than 2 GiB of text in one batch")
+                what = "bytes" if self.field.type.kind == "binary" else "text"
+                raise DataError(f"column {self.field.name!r}: more than 2 GiB of {what} in one batch")
             self.data = np.empty(max(nbytes, int(self.data.shape[0] * 1.5)), dtype=np.uint8)
         return self.data
 

@@ -6,6 +6,9 @@ nullable); a new column is added as nullable; a type may only widen along
     int8 -> int16 -> int32 -> int64 -> decimal(>=19,0) / float64
     float32 -> float64,  date -> timestamp,  anything -> string (only when ``allow_string``)
 
+except ``binary``, which only meets itself: bytes never become text nor text bytes without saying how
+(hex, base64, an encoding), so binary against any other type is an error even with ``allow_string``.
+
 Structs widen field by field (a field new to one side is added, nullable) and lists by their
 element type; a struct or list meeting any other type becomes ``json`` (its JSON text).
 """
@@ -126,9 +129,11 @@ class Schema:
                 g = incoming[f.name]
                 t = widen(f.type, g.type, allow_string=allow_string)
                 if t is None:
+                    binary = "binary" in (f.type.kind, g.type.kind)
                     raise SchemaEvolutionError(
                         f"column {f.name!r}: cannot change type {f.type} to {g.type}"
-                        + ("" if allow_string else " (widening to string is not allowed)"))
+                        + (" (binary columns only take binary values)" if binary else
+                           "" if allow_string else " (widening to string is not allowed)"))
                 out.append(replace(f, type=t, nullable=f.nullable or g.nullable))
             else:
                 out.append(replace(f, nullable=True))
@@ -143,6 +148,8 @@ def widen(a: LogicalType, b: LogicalType, *, allow_string: bool = False) -> Logi
     """The narrowest type holding every value of ``a`` and ``b``, or None if there is none."""
     if a == b:
         return a
+    if a.kind == "binary" or b.kind == "binary":
+        return None
     if a.is_integer and b.is_integer:
         return a if _INT_ORDER.index(a.kind) >= _INT_ORDER.index(b.kind) else b
     if a.is_integer and b.is_float or b.is_integer and a.is_float or a.is_float and b.is_float:

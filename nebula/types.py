@@ -13,6 +13,7 @@ float32/64     float32/float64      float32/float64
 bool           bit-packed uint8     bool
 decimal(p,s)   (n, 2) int64 lo/hi   decimal128(p, s)
 string, json   int32 offsets+bytes  string (json: field metadata nebula.type)
+binary         int32 offsets+bytes  binary (any bytes: never UTF-8 validated)
 date           int32 days           date32
 timestamp      int64 µs             timestamp('us', tz)
 struct, list   a pre-built Arrow    struct<...> / list<...>
@@ -38,7 +39,7 @@ _INT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
 _NUMPY = {
     "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
     "float32": np.float32, "float64": np.float64, "bool": np.uint8, "date": np.int32,
-    "timestamp": np.int64, "decimal": np.int64, "string": np.uint8, "json": np.uint8,
+    "timestamp": np.int64, "decimal": np.int64, "string": np.uint8, "json": np.uint8, "binary": np.uint8,
 }
 KINDS = tuple(_NUMPY)
 NESTED_KINDS = ("struct", "list")
@@ -46,7 +47,7 @@ _ALIASES = {
     "int": "int64", "integer": "int64", "bigint": "int64", "long": "int64", "smallint": "int16",
     "tinyint": "int8", "short": "int16", "float": "float64", "double": "float64", "real": "float32",
     "boolean": "bool", "str": "string", "text": "string", "varchar": "string", "utf8": "string",
-    "datetime": "timestamp", "numeric": "decimal", "jsonb": "json",
+    "datetime": "timestamp", "numeric": "decimal", "jsonb": "json", "bytes": "binary", "bytea": "binary",
 }
 
 
@@ -96,7 +97,12 @@ class LogicalType:
 
     @property
     def is_varlen(self) -> bool:
-        """Stored as offsets + data bytes."""
+        """Stored as offsets + data bytes (text, or raw bytes for ``binary``)."""
+        return self.kind in ("string", "json", "binary")
+
+    @property
+    def is_text(self) -> bool:
+        """Offsets + UTF-8 text (``string``, ``json``); ``binary`` is varlen but not text."""
         return self.kind in ("string", "json")
 
     @property
@@ -141,6 +147,8 @@ class LogicalType:
             return pa.bool_()
         if k in ("string", "json"):
             return pa.string()
+        if k == "binary":
+            return pa.binary()
         if k == "date":
             return pa.date32()
         if k == "timestamp":
@@ -172,6 +180,8 @@ class LogicalType:
             return cls("bool")
         if pt.is_string(t) or pt.is_large_string(t):
             return cls("string")
+        if pt.is_binary(t) or pt.is_large_binary(t) or pt.is_fixed_size_binary(t):
+            return cls("binary")
         if pt.is_date(t):
             return cls("date")
         if pt.is_timestamp(t):
@@ -237,8 +247,8 @@ _TS_RE = re.compile(r"^timestamp\s*\[\s*([^\]]+)\s*\]$")
 def parse_type(text: str) -> LogicalType:
     """Parse a type name as written in configs and ``--column name:type``.
 
-    Accepts the kinds, common SQL aliases, ``decimal(p,s)``, ``timestamptz`` (UTC) and
-    ``timestamp[Europe/Paris]``.
+    Accepts the kinds, common SQL aliases (``bytes``/``bytea`` for ``binary``), ``decimal(p,s)``,
+    ``timestamptz`` (UTC) and ``timestamp[Europe/Paris]``.
     """
     t = text.strip().lower()
     if t.startswith(("struct<", "list<")):
@@ -326,4 +336,5 @@ def _parse_nested(s: str, p: int, whole: str) -> tuple[LogicalType, int]:
 INT8, INT16, INT32, INT64 = (LogicalType(k) for k in ("int8", "int16", "int32", "int64"))
 FLOAT32, FLOAT64 = LogicalType("float32"), LogicalType("float64")
 BOOL, STRING, JSON, DATE = LogicalType("bool"), LogicalType("string"), LogicalType("json"), LogicalType("date")
+BINARY = LogicalType("binary")
 TIMESTAMP, TIMESTAMPTZ = LogicalType("timestamp"), LogicalType("timestamp", tz="UTC")

@@ -157,3 +157,64 @@ def test_decimal_and_bool_columns_to_arrow():
     bo.values[0] = 0b10
     bo.validity[0] = 3
     assert b.to_arrow().to_pydict() == {"d": [Decimal("-0.05"), Decimal("123.45")], "b": [False, True]}
+
+
+# -- binary ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["binary", "BINARY", "bytes", "bytea", " Bytea "])
+def test_parse_binary_type_and_aliases(text):
+    t = parse_type(text)
+    assert t == LogicalType("binary") and str(t) == "binary"
+    assert t.is_varlen and not t.is_text and not t.is_fixed
+
+
+def test_binary_arrow_round_trip_and_schema_files():
+    import pyarrow as pa
+
+    assert parse_type("binary").to_arrow() == pa.binary()
+    for at in (pa.binary(), pa.large_binary(), pa.binary(4)):
+        assert LogicalType.from_arrow(at) == parse_type("binary")
+    assert LogicalType.from_arrow(pa.string()) == STRING  # text stays text
+    s = Schema.from_dict([{"name": "k", "type": "int64"}, {"name": "v", "type": "bytea", "nullable": False}])
+    assert s["v"].type.kind == "binary" and Schema.from_arrow(s.to_arrow()) == s
+    assert s.to_dict()[1] == {"name": "v", "type": "binary", "nullable": False}
+    assert Schema.from_dict({"v": "bytes"})["v"].type.kind == "binary"
+
+
+def test_binary_widens_only_to_itself():
+    b = parse_type("binary")
+    assert widen(b, b) == b
+    for other in (STRING, parse_type("json"), INT64, FLOAT64, parse_type("date"),
+                  parse_type("struct<a: int64>"), parse_type("list<int64>")):
+        assert widen(b, other) is None and widen(other, b) is None
+        assert widen(b, other, allow_string=True) is None and widen(other, b, allow_string=True) is None
+    assert widen(parse_type("list<binary>"), parse_type("list<binary>")) == parse_type("list<binary>")
+    assert widen(parse_type("list<binary>"), parse_type("list<string>"), allow_string=True) is None
+    a = Schema([Field("v", b)])
+    assert a.evolve(Schema([Field("v", b, nullable=False), Field("w", STRING)])).names == ["v", "w"]
+    for other in (STRING, INT64):
+        with pytest.raises(SchemaEvolutionError, match="'v'.*binary columns only take binary values"):
+            a.evolve(Schema([Field("v", other)]), allow_string=True)
+        with pytest.raises(SchemaEvolutionError, match="'v'.*binary columns only take binary values"):
+            Schema([Field("v", other)]).evolve(a, allow_string=True)
+
+
+def test_binary_column_to_arrow_keeps_any_bytes():
+    import pyarrow as pa
+
+    values = [b"\x00\xff\xfe", b"", None, bytes(range(256)), b"\xc3\x28"]  # the last is invalid UTF-8
+    b = Batch(Schema([Field("v", parse_type("binary"))]), 8, string_bytes=1)
+    c = b.columns[0]
+    data = b"".join(v for v in values if v)
+    offs = np.cumsum([0] + [len(v or b"") for v in values]).astype(np.int32)
+    c.offsets[:len(offs)] = offs
+    c.reserve_data(len(data))[:len(data)] = np.frombuffer(data, np.uint8)
+    c.validity[0] = 0b11011
+    c.null_count = 1
+    b.length = len(values)
+    for copy in (False, True):
+        rb = b.to_arrow(copy=copy)
+        assert rb.schema.field("v").type == pa.binary()
+        assert rb.column(0).to_pylist() == values
+    assert b.nbytes == 1 + 4 * 6 + len(data)
+    b.reset()
+    assert b.columns[0].null_count == 0 and b.columns[0].validity[0] == 0

@@ -13,6 +13,9 @@ Text encoding (CSV, JSON lines) runs in the kernels of ``nebula.kernels.encode``
   ``-inf``, JSON has no such numbers and writes ``null``.
 - decimal: exact text (``-12.50``); a JSON *string*, so consumers do not round it through a double.
 - json-typed columns: their text as is in JSON lines (it already is JSON), a string field in CSV.
+- binary: ``\\x`` + lower-case hex in CSV (PostgreSQL's bytea text form; ``\\x`` alone is an empty value),
+  a base64 string (RFC 4648, padded) in JSON lines; Parquet stores the bytes (BYTE_ARRAY, no UTF8
+  annotation). See :mod:`nebula.kernels.binary`.
 - struct/list columns (JSON ``nested="keep"``): written as json columns, their JSON text
   (:mod:`nebula.nested`); Parquet keeps them nested.
 """
@@ -176,6 +179,8 @@ class TextEncoder:
         json_out = self.fmt == "jsonl"
         quote = 34 if json_out else k.NO_QUOTE
         null_tok = self.null_tok
+        if kind == "binary":
+            return self._render_binary(s, col.offsets[a:b + 1], col.data, m, valid, has_nulls)
         if t.is_varlen and col.dictionary is not None:
             doffs, ddata, dvalid, dnulls = _string_buffers(col.dictionary)
             nd = len(col.dictionary)
@@ -239,6 +244,20 @@ class TextEncoder:
             s.reserve(m * (MAX_FIXED_WIDTH + 8 + width) + slack, m)
             if kernel(*args, s.out, s.offs) < 0:
                 raise AssertionError("encode kernel overflow")
+        return s.out, s.offs
+
+    def _render_binary(self, s, offsets, data, m, valid, has_nulls):
+        from ...kernels import binary as kb
+
+        nbytes, null_len = int(offsets[m] - offsets[0]), self.null_tok.shape[0]
+        if self.fmt == "csv":
+            s.reserve(kb.hex_text_bound(nbytes, m, null_len), m)
+            w = kb.render_hex(offsets, data, m, valid, has_nulls, self.null_tok, s.out, s.offs)
+        else:
+            s.reserve(kb.base64_text_bound(nbytes, m, null_len), m)
+            w = kb.render_base64(offsets, data, m, valid, has_nulls, self.null_tok, 34, s.out, s.offs)
+        if w < 0:
+            raise AssertionError("encode kernel overflow")
         return s.out, s.offs
 
     def _render_text(self, s, kind, offsets, data, m, valid, has_nulls):

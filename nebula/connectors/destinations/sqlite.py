@@ -10,6 +10,7 @@ float32/float64            REAL       real (NaN becomes NULL: SQLite has no NaN)
 bool                       INTEGER    0 / 1
 decimal(p,s)               TEXT       exact text ``-12.50`` (NUMERIC would round it)
 string, json               TEXT       text
+binary                     BLOB       blob (the bytes as they are)
 struct, list               TEXT       its JSON text (JSON ``nested="keep"``)
 date                       TEXT       ``YYYY-MM-DD``
 timestamp                  TEXT       ``YYYY-MM-DDTHH:MM:SS.ffffff``, ``Z`` added when tz-aware (UTC)
@@ -34,10 +35,10 @@ from ..base import CHANGE_OP, Capabilities, Destination, data_columns
 
 _SQL_TYPE = {"int8": "INTEGER", "int16": "INTEGER", "int32": "INTEGER", "int64": "INTEGER", "bool": "INTEGER",
              "float32": "REAL", "float64": "REAL", "decimal": "TEXT", "string": "TEXT", "json": "TEXT",
-             "date": "TEXT", "timestamp": "TEXT", "struct": "TEXT", "list": "TEXT"}
+             "date": "TEXT", "timestamp": "TEXT", "struct": "TEXT", "list": "TEXT", "binary": "BLOB"}
 # affinities an existing column may have for each of our kinds to receive its values unchanged
 _ACCEPTS = {"INTEGER": ("INTEGER", "REAL", "NUMERIC", "BLOB"), "REAL": ("REAL", "NUMERIC", "BLOB"),
-            "TEXT": ("TEXT", "BLOB")}
+            "TEXT": ("TEXT", "BLOB"), "BLOB": ("BLOB",)}
 
 
 def quote_ident(name: str) -> str:
