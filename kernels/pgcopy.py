@@ -13,6 +13,8 @@ timestamp(tz)  int64 µs since 2000-01-01 (UTC for timestamptz)
 numeric        int16 ndigits, int16 weight, uint16 sign, int16 dscale, ndigits int16 base-10000
                digits, most significant first; value = sum(d[i] * 10000**(weight - i))
 text, json     the UTF-8 bytes; jsonb: a version byte 1, then the text
+bytea          the bytes as they are (any byte, NUL included): text fields' layout, so the text kernels
+               (``add_text_sizes``/``put_texts`` with no version, ``get_texts`` with no skip) carry it
 =============  =====================================================================
 
 Encoding is two passes over the columns of ``n`` rows: the ``add_*_sizes`` kernels add each field's
@@ -450,9 +452,10 @@ def text_bytes(flen, col, n, skip):
 
 @njit(nogil=True, cache=True, _nrt=False)
 def get_texts(buf, fpos, flen, col, n, skip, offsets, data, validity):
-    """Text fields into ``offsets`` (int32, n + 1) + ``data``, dropping ``skip`` leading bytes.
+    """Text (or bytea) fields into ``offsets`` (int32, n + 1) + ``data``, dropping ``skip`` leading bytes.
 
-    Returns ``(null_count, first_bad_row)``: bad when shorter than ``skip`` or holding a NUL byte.
+    Returns ``(null_count, first_bad_row)``: bad when shorter than ``skip``. Bytes are copied as they are
+    (PostgreSQL text never holds NUL; bytea may).
     """
     nulls = 0
     q = 0

@@ -72,6 +72,8 @@ def naive_field(v, t) -> bytes:
         b = v.encode()
     elif k_ == "json":
         b = b"\x01" + v.encode()
+    elif k_ == "binary":
+        b = v  # bytea: the bytes themselves
     elif k_ == "date":
         b = struct.pack(">i", (v - PG_EPOCH.date()).days)
     else:
@@ -230,3 +232,58 @@ def test_int_range_check_into_narrower_column():
                                                              struct.pack(">ii", 4, -2**31), struct.pack(">i", -1)))
     with pytest.raises(TypeCoercionError, match=r"row 5: value 2147483648 is out of range for the integer column"):
         list(enc.encode(batch_from_pylist(schema, [(1,), (2**31,)])))
+
+
+# -- bytea ----------------------------------------------------------------------------------------
+BYTEA = Schema.from_dict({"id": "int32", "v": "binary"})
+BYTES = st.none() | st.binary(max_size=64) | st.sampled_from([b"", b"\x00", b"\xff" * 3, b"\x00a\x00", bytes(range(256))])
+
+
+def _decode_bytea(data: bytes, n: int) -> list:
+    fpos = np.zeros((n, 2), dtype=np.int64)
+    flen = np.zeros((n, 2), dtype=np.int32)
+    buf = np.frombuffer(data + k.TRAILER, dtype=np.uint8)
+    got, nxt, err = k.index_tuples(buf, 0, buf.shape[0], 2, n + 1, fpos, flen)
+    assert (got, nxt, err) == (n, len(data), -1)
+    offs = np.zeros(n + 1, dtype=np.int32)
+    out = np.zeros(k.text_bytes(flen, 1, n, 0) + 1, dtype=np.uint8)
+    valid = np.zeros(n // 8 + 9, dtype=np.uint8)
+    nulls, bad = k.get_texts(buf, fpos, flen, 1, n, 0, offs, out, valid)
+    assert bad == -1
+    return [bytes(out[offs[i]:offs[i + 1]]) if (valid[i >> 3] >> (i & 7)) & 1 else None for i in range(n)]
+
+
+def test_bytea_is_the_raw_bytes_with_their_length():
+    rows = [(1, b"\x00"), (2, None), (3, b""), (4, b"\xff\x00\xfe"), (5, bytes(range(256)))]
+    got = encode(BYTEA, rows)
+    assert got == naive_tuples(BYTEA, rows)
+    assert got.startswith(struct.pack(">hii", 2, 4, 1) + struct.pack(">i", 1) + b"\x00")  # NUL is data, not an error
+    assert struct.pack(">hii", 2, 4, 3) + struct.pack(">i", 0) in got  # empty is length 0, not NULL (-1)
+    assert _decode_bytea(got, len(rows)) == [v for _, v in rows]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(BYTES, min_size=1, max_size=50))
+def test_bytea_property_encode_then_decode(values):
+    rows = list(enumerate(values))
+    data = encode(BYTEA, rows)
+    assert data == naive_tuples(BYTEA, rows)
+    assert _decode_bytea(data, len(rows)) == values
+
+
+def test_bytea_over_several_chunks_and_a_large_value():
+    from nebula.connectors.destinations.postgres import CHUNK_ROWS
+
+    big = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    rows = [(i, None if i % 11 == 0 else big[i % 256:i % 256 + i % 97]) for i in range(CHUNK_ROWS + 77)] + [(-1, big)]
+    data = encode(BYTEA, rows)
+    assert data == naive_tuples(BYTEA, rows)
+    assert _decode_bytea(data, len(rows)) == [v for _, v in rows]
+
+
+def test_bytea_plan_only_for_bytea_columns():
+    t = BYTEA["v"].type
+    assert _plan_for(t, "bytea", -1, "bytea").how == "bytes"
+    assert all(_plan_for(t, name, -1, name) is None for name in ("text", "varchar", "json", "jsonb", "int4"))
+    assert _plan_for(Schema.from_dict({"s": "string"})["s"].type, "bytea", -1, "bytea") is None
+    assert PostgresDestination._pg_name(t) == ("bytea", -1, "bytea")

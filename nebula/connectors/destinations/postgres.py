@@ -14,6 +14,7 @@ float32 / float64          real / double         float32 into double
 bool                       boolean
 decimal(p,s)               numeric(p,s)          numeric with room for p,s (else widened)
 string                     text                  varchar, char
+binary                     bytea                 bytea only (string values into bytea: an error)
 json                       jsonb                 json, text
 struct, list               jsonb (their JSON text)  json, text
 date                       date                  timestamp, timestamptz
@@ -214,14 +215,14 @@ def pg_type(t) -> str:
     if k in _INT_BYTES:
         return _PG_INT_NAME[_INT_BYTES[k]]
     return {"float32": "real", "float64": "double precision", "bool": "boolean", "string": "text",
-            "json": "jsonb", "date": "date",
+            "json": "jsonb", "date": "date", "binary": "bytea",
             "timestamp": "timestamptz" if t.tz else "timestamp",
             "decimal": f"numeric({t.precision},{t.scale})"}[k]
 
 
 # -- wire plan per column -------------------------------------------------------------------------
 class _Plan:
-    """How one column goes on the wire: ``how`` in int/float/bool/text/numeric, plus parameters."""
+    """How one column goes on the wire: ``how`` in int/float/bool/text/bytes/numeric, plus parameters."""
 
     __slots__ = ("how", "width", "bias", "lo", "hi", "version", "scale", "convert", "pgname")
 
@@ -256,6 +257,8 @@ def _plan_for(t, typname: str, typmod: int, pgname: str) -> _Plan | None:
         return _Plan("numeric", scale=t.scale, pgname=pgname) if typname == "numeric" else None
     if k == "string":
         return _Plan("text", pgname=pgname) if typname in ("text", "varchar", "bpchar") else None
+    if k == "binary":
+        return _Plan("bytes", pgname=pgname) if typname == "bytea" else None
     if k == "json":
         if typname == "jsonb":
             return _Plan("text", version=1, pgname=pgname)
@@ -358,6 +361,8 @@ class BinaryCopyEncoder:
         valid = col.validity[a >> 3:] if has_nulls else _EMPTY
         how = plan.how
         name = col.field.name
+        if how == "bytes":  # bytea: the raw bytes are the value (NUL included), as text fields are laid out
+            return ("text", plan, col.offsets[a:b + 1], col.data, valid, has_nulls)
         if how == "text":
             if col.dictionary is not None:
                 doffs, ddata = _string_buffers(col.dictionary)
@@ -580,9 +585,13 @@ class PostgresDestination(Destination):
                 typname, typmod, shown = cur.fetchone()
             plan = _plan_for(f.type, typname, typmod, shown)
             if plan is None:
+                hint = "change the column or use --mode replace"
+                if typname == "bytea":
+                    hint = (f"read the column as binary: --column {f.name}:binary takes \\x-hex text from CSV and "
+                            "base64 from JSON; or use --mode replace")
                 raise SchemaEvolutionError(
                     f"{self._label()}: table {self.table!r} column {f.name!r} is {shown}; cannot write "
-                    f"{f.type} values into it (change the column or use --mode replace)")
+                    f"{f.type} values into it ({hint})")
             plans.append(plan)
         return plans
 

@@ -5,9 +5,9 @@ stream into chunks of whole tuples (PostgreSQL sends one tuple per CopyData mess
 decode a chunk into a batch with the ``nebula.kernels.pgcopy`` decode kernels.
 
 Type mapping: smallint/integer/bigint -> int16/int32/int64, real/double -> float32/float64, boolean ->
-bool, numeric(p<=38,s) -> decimal(p,s), text/varchar/char -> string, json/jsonb -> json, date -> date,
-timestamp/timestamptz -> timestamp/timestamptz; anything else (uuid, unconstrained numeric, arrays,
-intervals, …) is read as its text form (string).
+bool, numeric(p<=38,s) -> decimal(p,s), text/varchar/char -> string, json/jsonb -> json, bytea -> binary
+(the raw bytes), date -> date, timestamp/timestamptz -> timestamp/timestamptz; anything else (uuid,
+unconstrained numeric, arrays, intervals, …) is read as its text form (string).
 
 Incremental: with ``cursor: updated_at`` a run reads the rows whose cursor is greater than the last
 committed value and saves the greatest value it read (``state()``: ``{"column": …, "cursor": <text>}``).
@@ -47,7 +47,7 @@ _IGNORED = ("infer_schema", "columns", "schema", "on_error", "threads", "batch_r
             "dictionary_max", "sample_bytes", "block_size")
 _DIRECT = {"int2": "int16", "int4": "int32", "int8": "int64", "float4": "float32", "float8": "float64",
            "bool": "bool", "text": "string", "varchar": "string", "bpchar": "string", "json": "json",
-           "jsonb": "json", "date": "date", "timestamp": "timestamp"}
+           "jsonb": "json", "date": "date", "timestamp": "timestamp", "bytea": "binary"}
 
 
 def _logical(typname: str, typmod: int) -> tuple[LogicalType, bool]:

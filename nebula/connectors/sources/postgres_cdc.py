@@ -42,7 +42,7 @@ of the last transaction handed to the destinations; it is acknowledged to the se
 flush LSN) only after the state store saved it, so ``confirmed_flush_lsn`` never passes what is committed.
 
 Types as the plain PostgreSQL source (:func:`nebula.connectors.sources.postgres._logical`); types it reads as
-text (uuid, arrays, intervals, …) are strings here too.
+text (uuid, arrays, intervals, …) are strings here too. bytea (sent as ``\\x`` hex text) is decoded to binary.
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ _CHANGE = [Field("_op", LogicalType("string")), Field("_lsn", LogicalType("int64
            Field("_commit_ts", LogicalType("timestamp", tz="UTC"))]
 _OPS = {1: "c", 2: "u", 3: "d"}
 _PG_EPOCH_US = 946684800000000
-_OIDS = {16: "bool", 20: "int8", 21: "int2", 23: "int4", 25: "text", 114: "json", 700: "float4", 701: "float8",
-         1042: "bpchar", 1043: "varchar", 1082: "date", 1114: "timestamp", 1184: "timestamptz", 1700: "numeric",
-         3802: "jsonb"}
+_OIDS = {16: "bool", 17: "bytea", 20: "int8", 21: "int2", 23: "int4", 25: "text", 114: "json", 700: "float4",
+         701: "float8", 1042: "bpchar", 1043: "varchar", 1082: "date", 1114: "timestamp", 1184: "timestamptz",
+         1700: "numeric", 3802: "jsonb"}
 
 
 def lsn_text(lsn: int) -> str:
@@ -950,7 +950,13 @@ class _ChangePart(_Part):
                     col.offsets[:n + 1] = 0
                 continue
             j = names.index(f.name)
-            if t.is_varlen:
+            if t.kind == "binary":  # bytea arrives as its text form, \x + hex (bytea_output=hex)
+                from ...kernels.binary import parse_hex_column
+
+                out = col.reserve_data(max(1, int(kpar.string_column_size(buf, st, en, fl, rf, j, n)) // 2))
+                nulls, nerr, first = parse_hex_column(buf, st, en, fl, rf, j, n, nd, no, False, col.offsets, out,
+                                                      col.validity, row_err, True)
+            elif t.is_varlen:
                 total = kpar.string_column_size(buf, st, en, fl, rf, j, n)
                 out = col.reserve_data(max(1, int(total)))
                 nulls, nerr, first, _ = kpar.gather_string_column(buf, st, en, fl, rf, j, n, nd, no, False, 34, -1,
