@@ -606,7 +606,7 @@ class PostgresCdcSource(Source):
                f"(proto_version '1', publication_names '{pub}', messages 'true')")
         pg = self._repl.pgconn
         pg.send_query(sql.encode())
-        res = pg.get_result()
+        res = self._result_within(pg, self._policy.timeout, "START_REPLICATION")
         from psycopg import pq
 
         if res is None or res.status != pq.ExecStatus.COPY_BOTH:
@@ -617,6 +617,19 @@ class PostgresCdcSource(Source):
             # a killed connection's walsender may still hold the slot for a moment: worth another try
             raise SourceError(f"{self.label}: START_REPLICATION failed: {msg.strip()}",
                               retryable="is active for PID" in msg)
+
+    def _result_within(self, pg, seconds: float, what: str):
+        """The next result of ``pg``, waited for with ``select`` (libpq's blocking wait would hold the GIL and
+        has no time limit); a server that does not answer within ``seconds`` is a retryable error."""
+        deadline = time.monotonic() + seconds
+        while True:
+            pg.consume_input()
+            if not pg.is_busy():
+                return pg.get_result()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SourceError(f"{self.label}: no answer to {what} within {seconds:g} s", retryable=True)
+            select.select([pg.socket], [], [], min(left, 1.0))
 
     def _send_status(self, reply: bool) -> None:
         lsn = self._ack
