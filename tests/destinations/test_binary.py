@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 
 import pyarrow as pa
@@ -109,3 +110,33 @@ def test_large_value_and_many_rows_through_text_and_parquet(tmp_path):
     js = [json.loads(line)["v"] for line in (tmp_path / "b.jsonl").read_text().splitlines()]
     assert [base64.b64decode(v) for v in js] == [v for _, v in rows]
     assert pq.read_table(tmp_path / "b.parquet").column("v").to_pylist() == [v for _, v in rows]
+
+
+def test_text_forms_read_back_as_binary_columns(tmp_path):
+    import nebula
+
+    for cls, name, read in ((CsvDestination, "r.csv", nebula.read_csv), (JsonlDestination, "r.jsonl", nebula.read_json)):
+        _load(cls(str(tmp_path / name)), batches=2)
+        t = read(str(tmp_path / name), columns={"v": "bytes"})
+        assert t.schema.field("v").type == pa.binary() and t.column("v").to_pylist() == VALUES
+        plain = read(str(tmp_path / name))  # inference never makes binary: the text stays text
+        assert plain.schema.field("v").type == pa.string()
+
+
+@pytest.mark.parametrize("name,text,where", [
+    ("b.csv", "id,v\n1,\\x00\n2,\\x0\n", (3, "'\\\\x0' as binary (expected \\x and two hex digits per byte)")),
+    ("b.csv", "id,v\n1,0a\n", (2, "'0a' as binary")),
+    ("b.jsonl", '{"id": 1, "v": "AA=="}\n{"id": 2, "v": "A"}\n', (2, "'A' as binary (expected a base64 string)")),
+    ("b.jsonl", '{"id": 1, "v": 5}\n', (1, "integer '5' as binary")),
+])
+def test_text_that_is_not_the_binary_form_is_a_located_error(tmp_path, name, text, where):
+    import nebula
+    from nebula.errors import TypeCoercionError
+
+    (tmp_path / name).write_text(text)
+    read = nebula.read_csv if name.endswith(".csv") else nebula.read_json
+    with pytest.raises(TypeCoercionError, match=re.escape(where[1])) as e:
+        read(str(tmp_path / name), columns={"v": "binary"})
+    assert (e.value.line, e.value.column) == (where[0], "v")
+    got = read(str(tmp_path / name), columns={"v": "binary"}, on_error="skip")
+    assert got.num_rows == text.count("\n") - (2 if name.endswith(".csv") else 1)

@@ -133,7 +133,7 @@ def test_types_and_zero_dates(db, tmp_path):
     rows = sqlite3.connect(tmp_path / "t.db").execute(
         "SELECT id, ti, tu, big, d, f, g, s, bin, dt, ts, tz, e, st, bt, y, tm, j FROM t ORDER BY id, _pos").fetchall()
     snap, stream = rows[0], rows[2]
-    want = (-128, 255, "18446744073709551615", "-12345678.1234", 1.5, 2.25, "é", "00FF10", "2024-02-29",
+    want = (-128, 255, "18446744073709551615", "-12345678.1234", 1.5, 2.25, "é", b"\x00\xff\x10", "2024-02-29",
             "2024-01-02T03:04:05.678000", "2024-01-02T03:04:05.123456Z", "b", "x,y", 21, 2024, 3723250000,
             '{"k": [1]}')
     assert snap[1:] == want

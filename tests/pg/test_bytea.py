@@ -19,7 +19,7 @@ import nebula
 from nebula.batch import Batch
 from nebula.connectors.destinations.memory import MemoryDestination
 from nebula.connectors.destinations.postgres import PostgresDestination
-from nebula.errors import SchemaEvolutionError
+from nebula.errors import SchemaEvolutionError, TypeCoercionError
 from nebula.pipeline.cdc import fill_batch
 from nebula.schema import Schema
 from tests.destinations import batch_from_pylist
@@ -144,6 +144,35 @@ def test_binary_column_added_mid_run(pg_dsn, pg, table):
     d.write(batch_from_pylist(SCHEMA, [(2, b"\x00\xff")]))
     d.commit()
     assert _stored(pg, table) == [(1, None), (2, b"\x00\xff")] and _type_of(pg, table) == "bytea"
+
+
+# -- CSV / JSON lines text forms -> PostgreSQL --------------------------------------------------------------------
+def test_csv_hex_and_jsonl_base64_load_as_bytes(pg_dsn, pg, table, tmp_path):
+    rows = list(enumerate(VALUES[:-1]))
+    for fmt in ("csv", "jsonl"):
+        path = tmp_path / f"b.{fmt}"
+        nebula.copy(_written(rows, path), pg_dsn, table=f"{table}_{fmt}", columns="v:binary", progress="none")
+        assert _type_of(pg, f"{table}_{fmt}") == "bytea"
+        assert _stored(pg, f"{table}_{fmt}") == rows
+
+
+def _written(rows, path):
+    from nebula.connectors.destinations.files import CsvDestination, JsonlDestination
+
+    d = (CsvDestination if path.suffix == ".csv" else JsonlDestination)(str(path))
+    d.open(SCHEMA)
+    d.write(batch_from_pylist(SCHEMA, rows))
+    d.commit()
+    return str(path)
+
+
+def test_csv_value_that_is_not_hex_is_a_located_error(pg_dsn, pg, table, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("id,v\n1,\\x00ff\n2,00ff\n")
+    with pytest.raises(TypeCoercionError, match="binary") as e:
+        nebula.copy(str(path), pg_dsn, table=table, columns="v:binary", progress="none")
+    assert e.value.line == 3 and e.value.column == "v"
+    assert pg.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None  # nothing committed
 
 
 # -- CDC: pgoutput's \x hex text decoded to bytes ------------------------------------------------------------------

@@ -197,7 +197,9 @@ def _coercion_error(src, tok, buf, base, rows, lines, r, j, f) -> TypeCoercionEr
     s, e = int(tok.starts[fi]), int(tok.ends[fi])
     raw = bytes(buf[s:e])
     t = f.type
-    if t.is_varlen:
+    if t.kind == "binary":
+        reason = f"cannot read {_text(raw)!r} as binary (expected \\x and two hex digits per byte)"
+    elif t.is_varlen:
         reason = "invalid UTF-8 in a text value"
         try:
             raw.decode("utf-8")
@@ -222,6 +224,14 @@ def _parse_column(src, buf, tok, rows, j, f, col, m, row_err, slow, stop, valida
     qn = src.opts.quoted_null
     if col.dict_encoded:
         nulls, first = _dict_column(src, buf, tok, rows, j, col, m, row_err, stop, validate)
+    elif kind == "binary":  # \x + hex, the form the CSV destination writes
+        from ...kernels.binary import parse_hex_column
+
+        nd, no = src._nulls_typed
+        total = text_bytes if text_bytes is not None else kp.string_column_size(buf, st, en, fl, rows, j, m)
+        data = col.reserve_data(max(1, int(total) // 2))
+        nulls, nerr, first = parse_hex_column(buf, st, en, fl, rows, j, m, nd, no, qn, col.offsets, data,
+                                              col.validity, row_err, stop)
     elif t.is_varlen:
         nd, no = src._nulls_string
         total = text_bytes if text_bytes is not None else kp.string_column_size(buf, st, en, fl, rows, j, m)

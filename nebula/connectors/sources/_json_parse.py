@@ -126,6 +126,8 @@ def _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, r, j, f
     k = int(kinds[i])
     raw = bytes(buf[s:e])
     reason = f"cannot read {kj.KIND_NAMES[k]} {_text(raw)!r} as {f.type}"
+    if f.type.kind == "binary":
+        reason += " (expected a base64 string)"
     if f.name not in src._pinned:
         reason += (f" (the type was inferred from the first records; use --column {f.name}:string "
                    "or --no-infer-schema)")
@@ -168,6 +170,12 @@ def _parse_column(buf, kinds, starts, ends, ns, j, f, col, m, row_err, slow, sto
     if kind == "string" and col.dict_encoded:
         nulls = _dict_column(buf, kinds, starts, ends, ns, j, col, m, dict_max)
         first = -1
+    elif kind == "binary":  # base64 strings, the form the JSON lines destination writes
+        from ...kernels.binary import decode_base64_column
+
+        data = col.reserve_data(max(1, int(kj.text_column_size(kinds, starts, ends, ns, j, m))))
+        nulls, _, first = decode_base64_column(buf, kinds, starts, ends, ns, j, m, col.offsets, data, col.validity,
+                                               row_err, stop)
     elif t.is_varlen:
         total = kj.text_column_size(kinds, starts, ends, ns, j, m)
         data = col.reserve_data(int(total))

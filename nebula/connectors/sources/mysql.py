@@ -43,8 +43,8 @@ stays (null from then on).
 
 Types: TINYINT/SMALLINT/MEDIUMINT/INT/BIGINT -> int8/16/32/32/64 (unsigned: one size up; BIGINT UNSIGNED ->
 decimal(20,0)); YEAR -> int16; BIT -> int64; DECIMAL(p,s) -> decimal(p,s) (p > 38: string); FLOAT/DOUBLE
--> float32/float64; CHAR/VARCHAR/TEXT, ENUM, SET (``a,b``) -> string; BINARY/VARBINARY/BLOB -> string of
-upper-case hex (no binary type yet); JSON -> json; DATE -> date; DATETIME -> timestamp; TIMESTAMP ->
+-> float32/float64; CHAR/VARCHAR/TEXT, ENUM, SET (``a,b``) -> string; BINARY/VARBINARY/BLOB -> binary (the
+bytes); JSON -> json; DATE -> date; DATETIME -> timestamp; TIMESTAMP ->
 timestamptz; TIME -> int64 microseconds. Zero dates ('0000-00-00') and invalid dates/datetimes become
 NULL, never an error: with ``--on-error dead-letter`` (or ``skip``) each is also counted as a rejected value
 (dead-letter record naming table, column and position); the row itself is loaded.
@@ -132,7 +132,7 @@ def _col_from_catalog(name: str, data_type: str, column_type: str, precision, sc
     if dt in ("float", "double", "real"):
         return _Col(name, "float", LogicalType("float32" if dt == "float" else "float64"))
     if dt in ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"):
-        return _Col(name, "binary", LogicalType("string"))
+        return _Col(name, "binary", LogicalType("binary"))
     if dt == "json":
         return _Col(name, "json", LogicalType("json"))
     if dt in ("enum", "set"):
@@ -178,32 +178,9 @@ def _col_from_binlog(c) -> _Col:
         return _col_from_catalog(name, "time", "", None, None)
     if t in (F.VARCHAR, F.STRING, F.VAR_STRING, F.BLOB, F.TINY_BLOB, F.MEDIUM_BLOB, F.LONG_BLOB):
         if (getattr(c, "character_set_name", None) or "").lower() == "binary":
-            return _Col(name, "binary", LogicalType("string"))
+            return _Col(name, "binary", LogicalType("binary"))
         return _Col(name, "string", LogicalType("string"))
     return _Col(name, "string", LogicalType("string"))
-
-
-_HEX = np.frombuffer(b"0123456789ABCDEF", np.uint8)
-
-
-def _hex(arr):
-    """A binary Arrow array as upper-case hex strings (vectorized)."""
-    import pyarrow as pa
-
-    arr = arr.cast(pa.binary())
-    n = len(arr)
-    bufs = arr.buffers()
-    offs = np.frombuffer(bufs[1], np.int32)[arr.offset:arr.offset + n + 1]
-    start, end = int(offs[0]), int(offs[-1])
-    data = np.frombuffer(bufs[2], np.uint8)[start:end] if bufs[2] is not None and end > start else np.zeros(0, np.uint8)
-    out = np.empty(2 * data.shape[0], np.uint8)
-    out[0::2] = _HEX[data >> 4]
-    out[1::2] = _HEX[data & 15]
-    new_offs = ((offs - start) * 2).astype(np.int32)
-    valid = None
-    if arr.null_count:
-        valid = pa.py_buffer(np.packbits(arr.is_valid().to_numpy(zero_copy_only=False), bitorder="little"))
-    return pa.Array.from_buffers(pa.string(), n, [valid, pa.py_buffer(new_offs), pa.py_buffer(out)], arr.null_count)
 
 
 def _build(col: _Col, values: list, bad: list[int] | None = None):
@@ -219,10 +196,8 @@ def _build(col: _Col, values: list, bad: list[int] | None = None):
             return pa.array(values, pa.uint64()).cast(at)
         if k == "bigdecimal":
             return pa.array(values, pa.decimal256(76, 38)).cast(pa.string())
-        if k == "binary":
-            if values and any(isinstance(v, str) for v in values[:1]):  # snapshot: HEX() done by the server
-                return pa.array(values, pa.string())
-            return _hex(pa.array(values, pa.binary()))
+        if k == "binary":  # bytes from PyMySQL (snapshot) and from the binlog decoder (binary charset)
+            return pa.array(values, pa.binary())
         if k == "set":
             if values and any(isinstance(v, set) for v in values):
                 values = [None if v is None else ",".join(sorted(v)) if isinstance(v, set) else v for v in values]
@@ -903,9 +878,7 @@ class _SnapshotPart(_Part):
         exprs = []
         for c in cols:
             q = _qi(c.name)
-            if c.kind == "binary":
-                q = f"HEX({q})"
-            elif c.kind == "bit":
+            if c.kind == "bit":
                 q = f"{q} + 0"
             elif c.kind == "time":
                 q = f"CAST(TIME_TO_SEC({q}) * 1000000 AS SIGNED)"
