@@ -140,3 +140,19 @@ def test_text_that_is_not_the_binary_form_is_a_located_error(tmp_path, name, tex
     assert (e.value.line, e.value.column) == (where[0], "v")
     got = read(str(tmp_path / name), columns={"v": "binary"}, on_error="skip")
     assert got.num_rows == text.count("\n") - (2 if name.endswith(".csv") else 1)
+
+
+def test_partitioned_prefix_keeps_binary_columns_but_not_as_keys(tmp_path):
+    import pyarrow.dataset as ds
+
+    import nebula
+    from nebula.errors import ConfigError
+
+    src = tmp_path / "b.csv"
+    src.write_text("id,country,v\n1,fr,\\x00ff\n2,de,\\x\n3,fr,\n")
+    nebula.copy(str(src), str(tmp_path / "out") + "/", partition_by="country", columns="v:binary", progress="none")
+    t = ds.dataset(tmp_path / "out", format="parquet", partitioning="hive", exclude_invalid_files=True).to_table()
+    assert sorted(zip(t.column("id").to_pylist(), t.column("v").to_pylist(), strict=True)) == [
+        (1, b"\x00\xff"), (2, b""), (3, None)]
+    with pytest.raises(ConfigError, match="cannot partition by 'v' of type binary"):
+        nebula.copy(str(src), str(tmp_path / "out2") + "/", partition_by="v", columns="v:binary", progress="none")

@@ -95,7 +95,7 @@ def parse_partition_by(spec, schema) -> list[_Key]:
         t = schema[col].type
         if kind == "date" and t.kind not in ("timestamp", "date"):
             raise ConfigError(f"partition_by: date({col}) needs a timestamp or date column, {col!r} is {t}")
-        if kind == "value" and t.kind in ("float32", "float64", "json", "decimal", "struct", "list"):
+        if kind == "value" and t.kind in ("float32", "float64", "json", "decimal", "struct", "list", "binary"):
             raise ConfigError(f"partition_by: cannot partition by {col!r} of type {t}")
         keys.append(_Key(f"{col}_date" if kind == "date" else col, col, kind))
     if not keys:
@@ -590,7 +590,7 @@ class _ArrowColumn:
             self.values = np.frombuffer(bufs[1], np.int32, count=len(arr)) if len(arr) else np.zeros(0, np.int32)
         elif t.is_varlen:
             if pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type):
-                arr = arr.cast(pa.string())
+                arr = arr.cast(pa.binary() if t.kind == "binary" else pa.string())
                 self._arr = arr
                 bufs = arr.buffers()
             self.offsets = np.frombuffer(bufs[1], np.int32, count=len(arr) + 1)
