@@ -461,10 +461,18 @@ def limiter_for(endpoint: str, config: Any = None) -> RateLimiter | None:
 
 
 def reset() -> None:
-    """Forget every breaker and limiter (tests; a long-lived process starting over)."""
+    """Forget every breaker and limiter (tests; a long-lived process starting over); a forgotten breaker
+    that was open or half-open is published as closed, so ``/healthz`` and the metrics agree."""
+    from .. import metrics
+
     with _registry_lock:
+        gone = list(_breakers.values())
         _breakers.clear()
         _limiters.clear()
+    not_closed = set(metrics.breakers("open")) | set(metrics.breakers("half-open"))
+    for b in gone:
+        if b.endpoint in not_closed:
+            metrics.set_circuit_state(b.endpoint, "closed")
 
 
 # -- retrying -------------------------------------------------------------------------------------
