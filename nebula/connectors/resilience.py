@@ -515,8 +515,6 @@ def retry_call(fn: Callable[[], T], *, endpoint: str, policy: Any = None,
     ``breaker``/``limiter``: None uses the endpoint's from the registry, False none, or pass one.
     ``sleep`` replaces :func:`time.sleep` between attempts (tests).
     """
-    import tenacity
-
     from ..redact import redact_url
 
     p = current_policy() if policy is None else RetryPolicy.from_config(policy)
@@ -558,6 +556,25 @@ def retry_call(fn: Callable[[], T], *, endpoint: str, policy: Any = None,
                    attempts=p.attempts, what=what)
 
     start = time.monotonic()
+    # The first attempt runs before tenacity is imported (~50 ms a process): most calls succeed at once,
+    # and one that fails for good raises here just as tenacity would. A retryable failure is handed to
+    # tenacity as its own first attempt, so counting, waits and the deadline stay as they were.
+    try:
+        return attempt()
+    except Exception as e:
+        if not judge(e) or (br is not None and br.state == "open"):
+            if br is not None and not isinstance(e, CircuitOpenError) and judge(e) and br.state == "open":
+                raise br.open_error(e) from e
+            raise
+        first_error: BaseException | None = e
+    import tenacity
+
+    def replay_then_attempt() -> T:
+        nonlocal first_error
+        if first_error is not None:
+            e, first_error = first_error, None
+            raise e
+        return attempt()
 
     def give_up(rs):
         raise _gave_up(rs.outcome.exception(), rs.attempt_number, label, time.monotonic() - start,
@@ -565,13 +582,13 @@ def retry_call(fn: Callable[[], T], *, endpoint: str, policy: Any = None,
 
     stop = tenacity.stop_after_attempt(p.attempts)
     if p.deadline:
-        stop = stop | tenacity.stop_before_delay(p.deadline)
+        stop = stop | tenacity.stop_before_delay(max(0.0, p.deadline - (time.monotonic() - start)))
     retrier = tenacity.Retrying(
         stop=stop, wait=wait, before_sleep=before_sleep, retry_error_callback=give_up, reraise=True,
         retry=tenacity.retry_if_exception(lambda e: judge(e) and not (br is not None and br.state == "open")),
         sleep=sleep or time.sleep)
     try:
-        return retrier(attempt)
+        return retrier(replay_then_attempt)
     except Exception as e:
         if br is not None and not isinstance(e, CircuitOpenError) and judge(e) and br.state == "open":
             raise br.open_error(e) from e
