@@ -36,6 +36,10 @@ def _b64_values() -> np.ndarray:
 
 
 _B64_VALUE = _b64_values()
+_HEX_VALUE = np.full(256, -1, dtype=np.int8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX_VALUE[_c] = _i
+    _HEX_VALUE[ord(chr(_c).upper())] = _i
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -139,29 +143,19 @@ def render_base64(offsets, data, n, validity, has_nulls, null_tok, quote, out, o
 
 
 # -- decode -----------------------------------------------------------------------------------------
-@njit(inline="always")
-def _hex_value(c):
-    if 48 <= c <= 57:
-        return np.int64(c) - 48
-    c |= 0x20
-    if 97 <= c <= 102:
-        return np.int64(c) - 87
-    return np.int64(-1)
-
-
 @njit(nogil=True, cache=True, _nrt=False)
 def _unhex_into(buf, s, e, out, w):
     """Decode ``\\x`` + hex pairs at ``buf[s:e]`` into ``out[w:]``; returns the end in ``out`` or -1."""
     if e - s < 2 or buf[s] != 92 or (buf[s + 1] | 0x20) != 120 or (e - s) % 2 != 0:
         return -1
-    for p in range(s + 2, e, 2):
-        hi = _hex_value(buf[p])
-        lo = _hex_value(buf[p + 1])
-        if hi < 0 or lo < 0:
-            return -1
-        out[w] = (hi << 4) | lo
+    bad = 0
+    for p in range(s + 2, e, 2):  # branch-free: any invalid digit sets the sign bit of ``bad``
+        hi = np.int32(_HEX_VALUE[buf[p]])
+        lo = np.int32(_HEX_VALUE[buf[p + 1]])
+        bad |= hi | lo
+        out[w] = (hi << 4) | (lo & 15)
         w += 1
-    return w
+    return -1 if bad < 0 else w
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -197,7 +191,7 @@ def parse_hex_column(buf, starts, ends, flags, row_first, col, n, null_data, nul
                     nulls += 1
                     out_offsets[r + 1] = pos
                     continue
-                if pos + (e - s) // 2 > cap:
+                if pos + (e - s) // 2 - 1 > cap:  # the most a "\\x" + hex field decodes to
                     raise ValueError("parse_hex_column: out_data too small (use string_column_size)")
                 end = _unhex_into(buf, s, e, out_data, pos)
         if end >= 0:
@@ -277,7 +271,10 @@ def decode_base64_column(buf, kinds, starts, ends, ns, col, n, out_offsets, out_
         if k == _K_STR or k == _K_STRESC:
             s = starts[i]
             e = ends[i]
-            if w + (e - s) > cap:
+            pads = 0
+            while pads < 2 and e - pads > s and buf[e - 1 - pads] == 61:
+                pads += 1
+            if w + (3 * (e - s - pads)) // 4 > cap:  # the most this base64 text decodes to
                 raise ValueError("decode_base64_column: out_data too small (use text_column_size)")
             end = _unbase64_into(buf, s, e, k == _K_STRESC, out_data, w)
         if end >= 0:

@@ -169,3 +169,26 @@ def test_decode_base64_errors_are_located(kind, text):
     got, nulls, nerr, first = _decode_b64([(kj.K_STR, b"AQ=="), (kj.K_MISSING, b""), (kind, text)])
     assert (got, nulls, nerr, first) == ([b"\x01", None, None], 2, 1, 2)
     assert _decode_b64([(kind, text), (kj.K_STR, b"AQ==")], stop=True)[3] == 0
+
+
+def test_decoders_fill_an_exactly_sized_output_and_refuse_a_smaller_one():
+    values = [b"\x00" * 7, b"", b"\xff\xfe", bytes(range(100))]
+    need = sum(map(len, values))
+    n = len(values)
+    buf, st_, en, fl, rows, _ = _spans([b"\\x" + v.hex().encode() for v in values])
+    jbuf, kinds, jst, jen = _json_spans([(kj.K_STR, base64.b64encode(v)) for v in values])
+    for size, ok in ((need, True), (need - 1, False)):
+        offs = np.zeros(n + 1, np.int32)
+        out = np.empty(size, np.uint8)
+        valid = np.zeros(1, np.uint8)
+        err = np.zeros(n, np.uint8)
+        args = (offs, out, valid, err, False)
+        calls = (lambda a=args: kb.parse_hex_column(buf, st_, en, fl, rows, 0, n, np.zeros(1, np.uint8),
+                                                    np.array([0, 0], np.int64), False, *a),
+                 lambda a=args: kb.decode_base64_column(jbuf, kinds, jst, jen, 1, 0, n, *a))
+        for call in calls:
+            if ok:
+                assert call()[1] == 0 and bytes(out) == b"".join(values)
+            else:
+                with pytest.raises(ValueError, match="out_data too small"):
+                    call()
