@@ -166,7 +166,6 @@ with warnings.catch_warnings():
         source: Annotated[EndpointConfig, BeforeValidator(_endpoint)]
         destination: Annotated[EndpointConfig, BeforeValidator(_endpoint)]
         mode: Literal["append", "replace", "merge"] | None = None  # None: the destination's default
-        key: StrList | None = Field(default=None, validate_default=True)
         columns: dict[str, TypeName] | None = None
         schema: str | None = None
         infer_schema: bool = True
@@ -180,6 +179,7 @@ with warnings.catch_warnings():
         tables: StrList | None = None
         until_caught_up: bool = False
         cursor: str | None = None
+        key: StrList | None = Field(default=None, validate_default=True)  # after cdc/tables: its check reads them
         metrics_port: int | None = Field(default=None, ge=1, le=65_535)
         alerts: AlertsConfig | None = None
         resilience: ResilienceConfig | None = None
@@ -194,7 +194,9 @@ with warnings.catch_warnings():
         @field_validator("key")
         @classmethod
         def _key_for_merge(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
-            if info.data.get("mode") == "merge" and not v:
+            # a database source (cdc, or `tables`) merges by each table's primary key when `key` is not given
+            d = info.data
+            if d.get("mode") == "merge" and not v and not (d.get("cdc") or d.get("tables")):
                 raise ValueError("mode 'merge' needs `key` (the column(s) identifying a row)")
             return v
 

@@ -240,3 +240,16 @@ def test_resolve_options_precedence():
         resolve_options(defaults, file, {"NEBULA_THREADS": "many"}, {})
     with pytest.raises(ConfigError, match="NEBULA_CDC"):
         resolve_options(defaults, file, {"NEBULA_CDC": "perhaps"}, {})
+
+
+def test_merge_without_key_is_allowed_for_database_sources_only(tmp_path):
+    from nebula.config import load_config
+    from nebula.errors import ConfigError
+
+    p = tmp_path / "p.yml"
+    p.write_text("pipelines:\n  - name: a\n    source: postgresql://u@127.0.0.1/db\n    destination: out.db\n"
+                 "    mode: merge\n    cdc: true\n")
+    assert load_config(str(p)).pipelines[0].key is None  # each table's primary key
+    p.write_text("pipelines:\n  - name: a\n    source: x.csv\n    destination: out.db\n    mode: merge\n")
+    with pytest.raises(ConfigError, match=r"pipelines\[0\]\.key.*merge' needs `key`"):
+        load_config(str(p))
