@@ -25,8 +25,8 @@ _SOURCE_KEYS = ("delimiter", "quote", "escape", "header", "names", "skip_rows", 
                 # PostgreSQL
                 "cursor",
                 # database sources and CDC (nebula.pipeline.cdc)
-                "tables", "cdc", "slot", "until_caught_up", "max_changes", "max_seconds")
-_CDC_KEYS = ("cdc", "slot", "until_caught_up", "max_changes", "max_seconds")
+                "tables", "cdc", "slot", "publication", "until_caught_up", "max_changes", "max_seconds")
+_CDC_KEYS = ("cdc", "slot", "publication", "until_caught_up", "max_changes", "max_seconds")
 
 
 def _default_threads() -> int:

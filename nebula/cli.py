@@ -145,6 +145,7 @@ def copy_cmd(
     nested: Annotated[str | None, Opt(help="JSON objects/arrays: flatten (a__b columns) | keep (structs/lists).")] = None,
     cdc: Annotated[bool, Opt(help="Change data capture (database sources).")] = False,
     slot: Annotated[str | None, Opt(help="Replication slot name (CDC).")] = None,
+    publication: Annotated[str | None, Opt(help="PostgreSQL CDC: publication name (default: the slot's).")] = None,
     tables: Annotated[str | None, Opt(help="Tables to capture (CDC).")] = None,
     until_caught_up: Annotated[bool, Opt(help="Stop once caught up (CDC).")] = False,
     metrics_port: Annotated[int | None, Opt(help="Serve /metrics and /healthz on this port while the run lasts.",
@@ -189,7 +190,7 @@ def copy_cmd(
                       null_values=null_value or None, batch_rows=batch_rows, records_path=records_path,
                       contract=contract, nested=nested, cursor=cursor,
                       progress="auto" if progress and not as_json else "none",
-                      cdc=cdc or None, slot=slot, tables=tables, until_caught_up=until_caught_up or None,
+                      cdc=cdc or None, slot=slot, publication=publication, tables=tables, until_caught_up=until_caught_up or None,
                       partition_by=partition_by, max_rows_per_file=max_rows_per_file, max_file_size=max_file_size,
                       run_id=run_id, compression=compression, compression_level=compression_level,
                       metrics_port=metrics_port, metrics_host=metrics_host)

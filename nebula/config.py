@@ -176,6 +176,7 @@ with warnings.catch_warnings():
         batch_rows: int = Field(default=65_536, ge=1)
         cdc: bool = False
         slot: str | None = None
+        publication: str | None = None
         tables: StrList | None = None
         until_caught_up: bool = False
         cursor: str | None = None

@@ -143,3 +143,20 @@ def test_idle_stream_waits_instead_of_spinning(src_db, tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         p.communicate(timeout=60)
+
+
+def test_publication_name_from_the_cli(src_db, tmp_path):
+    dsn, c = src_db
+    c.execute("CREATE TABLE pubt (id int PRIMARY KEY, v text)")
+    c.execute("INSERT INTO pubt VALUES (1, 'a')")
+    r = subprocess.run([sys.executable, "-m", "nebula.cli", "copy", dsn, f"sqlite:///{tmp_path}/o.db", "--cdc",
+                        "--tables", "public.pubt", "--slot", "s_pub", "--publication", "my_pub", "--until-caught-up",
+                        "--state", str(tmp_path / "s.db"), "--no-progress", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rows_written"] == 1
+    pubs = [x[0] for x in c.execute("SELECT pubname FROM pg_publication").fetchall()]
+    assert "my_pub" in pubs and "s_pub" not in pubs
+    r = _cli("cdc", "drop", "--url", dsn, "--slot", "s_pub", "--publication", "my_pub")
+    assert r.returncode == 0, r.stderr
+    assert "my_pub" not in [x[0] for x in c.execute("SELECT pubname FROM pg_publication").fetchall()]
