@@ -594,7 +594,15 @@ class PostgresCdcSource(Source):
             self._wait_slot_free(self._conn.cursor())
             self._repl = self._replication_connection()
         self._handed = self._lsn
-        self._start_replication(self._lsn)
+        try:
+            self._start_replication(self._lsn)
+        except SourceError as e:  # the connection was lost while starting: a new one, as for a lost stream
+            if not e.retryable:
+                raise
+            from ..resilience import note_retry, retry_call
+
+            note_retry(self._endpoint, e, wait=0.0, attempt=1, attempts=self.retries + 1, what="replication start")
+            retry_call(self._reopen, endpoint=self._endpoint, policy=self._policy, what="replication start")
         self._reader = threading.Thread(target=self._read_stream, name="nebula-pgoutput", daemon=True)
         self._reader.start()
 
@@ -614,9 +622,12 @@ class PostgresCdcSource(Source):
                 pg.error_message.decode(errors="replace")
             if "does not exist" in msg:
                 self._check_slot(self._conn.cursor())
-            # a killed connection's walsender may still hold the slot for a moment: worth another try
+            # a killed connection's walsender may still hold the slot for a moment, and a connection lost
+            # while starting (terminated by an administrator, the server restarting) is as good as any other
+            # dropped connection: both are worth another try; an SQL error (no such publication) is not
+            lost = pg.status != pq.ConnStatus.OK or "terminating connection" in msg or "closed the connection" in msg
             raise SourceError(f"{self.label}: START_REPLICATION failed: {msg.strip()}",
-                              retryable="is active for PID" in msg)
+                              retryable=lost or "is active for PID" in msg)
 
     def _result_within(self, pg, seconds: float, what: str):
         """The next result of ``pg``, waited for with ``select`` (libpq's blocking wait would hold the GIL and
