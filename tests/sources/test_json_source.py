@@ -332,3 +332,25 @@ def test_errors_in_late_chunks_keep_line_and_offset(tmp_path):
     rej = sorted((json.loads(x) for x in dl.read_text().splitlines()), key=lambda r: r["line"])
     assert [r["line"] for r in rej] == [301, 502]
     assert rej[0]["offset"] == len(b"".join(good[:300])) + 8
+
+
+def test_null_or_missing_in_non_nullable_column_is_located_or_dead_lettered(tmp_path):
+    import json as _json
+
+    import nebula
+    from nebula.errors import TypeCoercionError
+
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"id": 1, "name": "a"}\n{"id": null, "name": "b"}\n{"name": "c"}\n{"id": "x"}\n{"id": 5}\n')
+    schema = tmp_path / "s.json"
+    schema.write_text(_json.dumps({"columns": [{"name": "id", "type": "int64", "nullable": False},
+                                               {"name": "name", "type": "string"}]}))
+    with pytest.raises(TypeCoercionError) as ei:
+        nebula.copy(str(p), str(tmp_path / "o.parquet"), schema=str(schema))
+    assert (ei.value.line, ei.value.column) == (2, "id") and "not nullable" in ei.value.reason
+    dl = tmp_path / "dl.jsonl"
+    r = nebula.copy(str(p), str(tmp_path / "o.parquet"), schema=str(schema), on_error="dead-letter",
+                    dead_letter=str(dl))
+    assert (r.rows_written, r.rows_rejected) == (2, 3)
+    got = [_json.loads(x) for x in dl.read_text().splitlines()]
+    assert [(g["line"], "not nullable" in g["reason"]) for g in got] == [(2, True), (3, True), (4, False)]

@@ -57,26 +57,41 @@ def parse_spans(src, tok, batch, rejects) -> ParseStats:
     while True:
         row_err, slow = _scratch(m)
         err_col = None
+        null_bad = None  # per row: the non-nullable column holding a null (-1: none)
+        earliest = None  # on_error=fail: the first bad row over all columns, as (row, error)
         asm = _assembler(src, tok, tok_rows, stop) if nested else None
         for j, f in enumerate(schema):
+            col = batch.columns[j]
+            first = -1
             if f.type.is_nested:  # nested="keep": a struct/list assembled from the chunk's events
-                col = batch.columns[j]
                 col.array = asm.member(j, f, np.ascontiguousarray(kinds[:m * ns].reshape(m, ns)[:, j])) \
                     if j < ns else None
                 col.null_count = m if col.array is None else col.array.null_count
-                continue
-            if j < ns:
-                first = _parse_column(buf, kinds, starts, ends, ns, j, f, batch.columns[j], m, row_err, slow, stop,
-                                      dmax)
+            elif j < ns:
+                first = _parse_column(buf, kinds, starts, ends, ns, j, f, col, m, row_err, slow, stop, dmax)
             else:  # a column added after this chunk was tokenized: no values here
-                first = _parse_column(buf, _NO_KINDS, _NO_SPANS, _NO_SPANS, 0, 0, f, batch.columns[j], m, row_err,
-                                      slow, stop, dmax)
+                first = _parse_column(buf, _NO_KINDS, _NO_SPANS, _NO_SPANS, 0, 0, f, col, m, row_err, slow, stop,
+                                      dmax)
+            if first >= 0 and stop and (earliest is None or first < earliest[0]):
+                earliest = (first, _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, first, j, f))
+            if not f.nullable and col.null_count:
+                null_rows = _null_rows(col, f, m, row_err)
+                if null_rows.shape[0]:
+                    r0 = int(null_rows[0])
+                    if stop:
+                        if earliest is None or r0 < earliest[0]:
+                            earliest = (r0, _null_error(tok, base, lines, offs, r0, f))
+                        continue
+                    row_err[null_rows] = 1
+                    null_bad = np.full(m, -1, dtype=np.int64) if null_bad is None else null_bad
+                    null_bad[null_rows[null_bad[null_rows] < 0]] = j
+                    first = r0 if first < 0 else min(first, r0)
             if first >= 0:
-                if stop:
-                    raise _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, first, j, f)
                 if err_col is None:
                     err_col = np.full(m, -1, dtype=np.int64)
                 err_col[(row_err[:m] != 0) & (err_col < 0)] = j
+        if earliest is not None and not (asm is not None and asm.errors and min(asm.errors) < earliest[0]):
+            raise earliest[1]
         if asm is not None and asm.errors:
             if stop:
                 raise asm.errors[min(asm.errors)]
@@ -91,8 +106,12 @@ def parse_spans(src, tok, batch, rejects) -> ParseStats:
         for r in bad_rows:
             r = int(r)
             j = int(err_col[r])
-            e = asm.errors[r] if j == len(schema) else _coercion_error(src, tok, buf, base, kinds, starts, ends, ns,
-                                                                       lines, r, j, schema[j])
+            if j == len(schema):
+                e = asm.errors[r]
+            elif null_bad is not None and null_bad[r] == j:
+                e = _null_error(tok, base, lines, offs, r, schema[j])
+            else:
+                e = _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, r, j, schema[j])
             rejects.reject(reason=e.reason, line=e.line, column=e.column, offset=e.offset,
                            raw=bytes(buf[row_start[r]:row_end[r]]), path=tok.path)
         rejected += bad_rows.shape[0]
@@ -116,6 +135,22 @@ def _assembler(src, tok, tok_rows, stop):
     rowmap = np.full(max(tok.n_rows, 1), -1, dtype=np.int64)
     rowmap[tok_rows] = np.arange(tok_rows.shape[0])
     return Assembler(src, tok, rowmap, stop)
+
+
+def _null_rows(col, f, m: int, row_err) -> np.ndarray:
+    """Rows ``< m`` whose value is null (or missing) without being a parse error."""
+    if col.array is not None:
+        null = np.asarray(col.array.is_null(), dtype=bool)[:m]
+    elif f.type.is_nested:  # no values in this chunk at all
+        null = np.ones(m, dtype=bool)
+    else:
+        null = ~np.unpackbits(col.validity[:(m + 7) // 8], bitorder="little")[:m].astype(bool)
+    return np.flatnonzero(null & (row_err[:m] == 0))
+
+
+def _null_error(tok, base, lines, offs, r, f) -> TypeCoercionError:
+    return TypeCoercionError(f"null or missing {f.name!r}, which the schema declares not nullable", path=tok.path,
+                             line=int(lines[r]), column=f.name, offset=base + int(offs[r]))
 
 
 def _coercion_error(src, tok, buf, base, kinds, starts, ends, ns, lines, r, j, f) -> TypeCoercionError:
