@@ -314,6 +314,9 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
         destination.commit()
         meter.commit_time.observe(time.perf_counter() - tw)
         committed = True
+        stored = getattr(destination, "bytes_committed", None)  # a file's real size (compressed, with footer)
+        if stored is not None:
+            result.bytes_written = int(stored)
     except KeyboardInterrupt:
         if own_meter:
             meter.fail(Interrupted("interrupted"))

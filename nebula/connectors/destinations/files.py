@@ -351,6 +351,7 @@ class _TextFileDestination(Destination):
         if self._file is not None:
             f, self._file = self._file, None
             f.commit()
+            self.bytes_committed = _stored_size(self.path)
 
     def abort(self) -> None:
         if self._file is not None:
@@ -637,6 +638,7 @@ class ParquetDestination(Destination):
             raise
         f, self._file = self._file, None
         f.commit()
+        self.bytes_committed = _stored_size(self.path)
 
     def abort(self) -> None:
         self._pending = []
@@ -684,6 +686,16 @@ def pa_table(batches, schema):
     import pyarrow as pa
 
     return pa.Table.from_batches(batches, schema=schema)
+
+
+def _stored_size(path: str) -> int | None:
+    """The committed file's size on disk (None for object stores: not asked for, to spare a request)."""
+    if is_remote(path):
+        return None
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
 
 
 def _conform(rb, schema):
