@@ -188,6 +188,11 @@ class PipelineMeter:
         if n > 0:
             self._bytes_read.inc(n)
 
+    def bytes_written(self, n: int) -> None:
+        """``n`` more bytes stored (the rest of a file found at commit: last row groups, footer)."""
+        if n > 0:
+            self._bytes_written.inc(n)
+
     def gauges(self, *, pool_in_use: int, pool_capacity: int, chunks: int, parsed: int) -> None:
         self._pool_in_use.set(pool_in_use)
         self._pool_capacity.set(pool_capacity)

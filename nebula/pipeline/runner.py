@@ -315,7 +315,8 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
         meter.commit_time.observe(time.perf_counter() - tw)
         committed = True
         stored = getattr(destination, "bytes_committed", None)  # a file's real size (compressed, with footer)
-        if stored is not None:
+        if stored is not None and int(stored) >= result.bytes_written:
+            meter.bytes_written(int(stored) - result.bytes_written)
             result.bytes_written = int(stored)
     except KeyboardInterrupt:
         if own_meter:

@@ -24,3 +24,16 @@ def test_committed_and_discarded_files_are_not_swept(tmp_path):
     b.discard()
     assert _atomic.sweep_temp_files() == []
     assert sorted(os.listdir(tmp_path)) == ["a.csv"]
+
+
+def test_bytes_written_is_what_the_file_holds(tmp_path):
+    import nebula
+
+    src = tmp_path / "a.csv"
+    src.write_text("id,v\n" + "".join(f"{i},value {i}\n" for i in range(20000)))
+    for name in ("o.parquet", "o.csv.gz", "o.jsonl"):
+        r = nebula.copy(str(src), str(tmp_path / name))
+        assert r.bytes_written == os.path.getsize(tmp_path / name), name
+    before = os.path.getsize(tmp_path / "o.jsonl")
+    r = nebula.copy(str(src), str(tmp_path / "o.jsonl"), mode="append")
+    assert r.bytes_written == os.path.getsize(tmp_path / "o.jsonl") - before

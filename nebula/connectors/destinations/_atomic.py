@@ -142,16 +142,23 @@ class AtomicFile:
             if open_stream:
                 self._raw = open(self.temp_path, "ab")  # noqa: SIM115 - closed in commit/discard
                 self._stream = _compressor(self._raw, compression, level) if compression else self._raw
+            self.initial_size = os.path.getsize(self.temp_path)  # kept content of an append
+            self._told = self.initial_size
         except OSError as e:
             self._cleanup()
             raise destination_error(self.path, e) from e
 
     def write(self, data) -> int:
+        """Write ``data``; returns the bytes that reached the file (after compression, so far)."""
         try:
             self._stream.write(data)
+            if self._stream is self._raw:
+                return len(data)
+            pos = self._raw.tell()
         except OSError as e:
             raise destination_error(self.path, e) from e
-        return len(data)
+        done, self._told = pos - self._told, pos
+        return max(0, done)
 
     def commit(self) -> None:
         """Finish the stream, fsync, and rename onto the final name (then fsync the directory)."""

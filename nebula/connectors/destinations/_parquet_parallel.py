@@ -96,6 +96,11 @@ class ParallelParquetWriter:
         pq.write_table(table, buf, row_group_size=max(1, table.num_rows), **self.options)
         return buf.getbuffer()  # a view: the row group's bytes are not copied again
 
+    @property
+    def position(self) -> int:
+        """Bytes written to the sink so far (magic and finished row groups; the footer comes on close)."""
+        return self._pos
+
     def write_prepared(self, prepare) -> None:
         """Queue one row group that an encoder thread first builds with ``prepare()`` (returning a
         ``pyarrow.Table``), then encodes: assembling the table (conversions, dictionary unification)

@@ -351,7 +351,8 @@ class _TextFileDestination(Destination):
         if self._file is not None:
             f, self._file = self._file, None
             f.commit()
-            self.bytes_committed = _stored_size(self.path)
+            size = _stored_size(self.path)
+            self.bytes_committed = None if size is None else size - getattr(f, "initial_size", 0)
 
     def abort(self) -> None:
         if self._file is not None:
@@ -556,13 +557,18 @@ class ParquetDestination(Destination):
         if n == 0:
             return 0
         rb = batch.to_arrow(copy=True)  # the batch's buffers are reused after this call
-        nbytes = rb.nbytes
         self._pending.append(rb)
         self._pending_rows += n
-        self._pending_bytes += nbytes
+        self._pending_bytes += rb.nbytes
         if self._pending_rows >= self.row_group_rows or self._pending_bytes >= self.row_group_bytes:
             self._flush()
-        return nbytes
+        return self._stored_since_last()
+
+    def _stored_since_last(self) -> int:
+        """Bytes of encoded row groups that reached the file since the last call (what a batch 'wrote')."""
+        pos = self._writer.position if self._writer is not None else 0
+        done, self._reported = pos - getattr(self, "_reported", 0), pos
+        return max(0, done)
 
     # Row groups are encoded in parallel by the writer's encoder threads (Arrow releases the GIL) while
     # parsing goes on; at most ``encoders + 1`` row groups are in flight, so memory stays bounded. The
@@ -616,6 +622,7 @@ class ParquetDestination(Destination):
         use_dict = self.options.get("use_dictionary")
         if use_dict is None:  # Parquet dictionary pages for the columns we dictionary-encoded
             use_dict = [f.name for f in arrow_schema if pa.types.is_dictionary(f.type)] or False
+        self._reported = 0
         try:
             sink = path or (self._file.stream if is_remote(self.path) else self._file.temp_path)
             self._writer = ParallelParquetWriter(sink, arrow_schema, encoders=self.encoders, compression=comp,
