@@ -216,6 +216,15 @@ def _put4(out, p, v):
     out[p + 3] = v & 0xFF
 
 
+@njit(inline="always")
+def _is_infinity(v, width):
+    """PostgreSQL's binary +-infinity of a date (int32) or timestamp (int64): the type's max and min. They
+    are carried as they are (an Arrow date32/timestamp at that extreme), not shifted between epochs."""
+    if width == 8:
+        return v == 9223372036854775807 or v == -9223372036854775808
+    return width == 4 and (v == 2147483647 or v == -2147483648)
+
+
 @njit(nogil=True, cache=True, _nrt=False)
 def _put_ints_w(values, n, width, bias, lo, hi, validity, has_nulls, out, cursor):
     for i in range(n):
@@ -224,7 +233,9 @@ def _put_ints_w(values, n, width, bias, lo, hi, validity, has_nulls, out, cursor
             _put4(out, p, -1)
             cursor[i] = p + 4
             continue
-        v = np.int64(values[i]) - bias
+        v = np.int64(values[i])
+        if bias == 0 or not _is_infinity(v, width):  # dates/timestamps: +-infinity keep PostgreSQL's sentinels
+            v -= bias
         if v < lo or v > hi:
             return i
         if width == 8:
@@ -418,7 +429,8 @@ def get_ints(buf, fpos, flen, col, n, width, bias, values, validity):
             continue
         if m != width:
             return nulls, i
-        values[i] = _get_be(buf, fpos[i, col], width) + bias
+        v = _get_be(buf, fpos[i, col], width)
+        values[i] = v if bias != 0 and _is_infinity(v, width) else v + bias
         validity[i >> 3] |= np.uint8(1 << (i & 7))
     return nulls, -1
 

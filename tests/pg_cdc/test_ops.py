@@ -160,3 +160,34 @@ def test_publication_name_from_the_cli(src_db, tmp_path):
     r = _cli("cdc", "drop", "--url", dsn, "--slot", "s_pub", "--publication", "my_pub")
     assert r.returncode == 0, r.stderr
     assert "my_pub" not in [x[0] for x in c.execute("SELECT pubname FROM pg_publication").fetchall()]
+
+
+def test_infinite_dates_and_timestamps_stream_like_the_snapshot(src_db, tmp_path, cdc_server):
+    """'infinity' / '-infinity' arrive as text in the stream and as PostgreSQL's binary sentinels in the
+    snapshot: both load as the same values, and a PostgreSQL destination gets infinity back."""
+    import psycopg
+
+    dsn, c = src_db
+    c.execute("CREATE TABLE inf (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz)")
+    c.execute("INSERT INTO inf VALUES (1, 'infinity', 'infinity', '-infinity'), (2, '2024-01-02', "
+              "'2024-01-02 03:04:05', '2024-01-02 03:04:05+00')")
+    dest_db = dsn.rsplit("/", 1)[1] + "_dest"
+    with psycopg.connect(cdc_server.dsn, autocommit=True) as a:
+        a.execute(f"CREATE DATABASE {dest_db}")
+    dest = dsn.rsplit("/", 1)[0] + "/" + dest_db
+    kw = dict(cdc=True, until_caught_up=True, tables="public.inf", mode="merge", state=str(tmp_path / "s.db"),
+              progress="none")
+    assert nebula.copy(dsn, dest, **kw).rows_written == 2
+    c.execute("INSERT INTO inf VALUES (3, '-infinity', '-infinity', 'infinity')")
+    c.execute("UPDATE inf SET d = '-infinity' WHERE id = 2")
+    c.execute("SELECT pg_logical_emit_message(true, 'nebula', 'END')")
+    nebula.copy(dsn, dest, **kw)
+    want = c.execute("SELECT id, d::text, ts::text, tz::text FROM inf ORDER BY id").fetchall()
+    with psycopg.connect(dest) as d:
+        d.execute("SET TIME ZONE 'UTC'")
+        got = d.execute("SELECT id, d::text, ts::text, tz::text FROM inf ORDER BY id").fetchall()
+    c.execute("SET TIME ZONE 'UTC'")
+    want = c.execute("SELECT id, d::text, ts::text, tz::text FROM inf ORDER BY id").fetchall()
+    assert got == want
+    assert got[0][1:] == ("infinity", "infinity", "-infinity") and got[2][1:] == ("-infinity", "-infinity",
+                                                                                   "infinity")

@@ -999,11 +999,15 @@ class _ChangePart(_Part):
                                                             col.validity, row_err, True)
             elif t.kind == "date":
                 nulls, nerr, first = kpar.parse_date_column(buf, st, en, fl, rf, j, n, nd, no, False, col.values,
-                                                            col.validity, row_err, True)
+                                                            col.validity, row_err, False)
+                if nerr:
+                    nulls, nerr, first = _pg_infinities(col, buf, st, en, rf, j, n, row_err, nulls, _DATE_INF)
             elif t.kind == "timestamp":
                 nulls, nerr, first = kpar.parse_timestamp_column(buf, st, en, fl, rf, j, n, nd, no, False,
                                                                  t.tz is not None, col.values, col.validity,
-                                                                 row_err, True)
+                                                                 row_err, False)
+                if nerr:
+                    nulls, nerr, first = _pg_infinities(col, buf, st, en, rf, j, n, row_err, nulls, _TS_INF)
             elif t.kind == "decimal":
                 nulls, nerr, first, nslow = kpar.parse_decimal_column(buf, st, en, fl, rf, j, n, nd, no, False,
                                                                       t.precision, t.scale, col.values,
@@ -1026,6 +1030,30 @@ class _ChangePart(_Part):
         batch.length = n
         self._compact(batch)
         return ParseStats(rows=n)
+
+
+# PostgreSQL's own binary values for +-infinity (what a binary COPY snapshot of the same row reads)
+_TS_INF = (np.iinfo(np.int64).max, np.iinfo(np.int64).min)
+_DATE_INF = (np.iinfo(np.int32).max, np.iinfo(np.int32).min)
+
+
+def _pg_infinities(col, buf, st, en, rf, j, n, row_err, nulls, inf) -> tuple[int, int, int]:
+    """Rows of a date/timestamp column that failed to parse because they hold ``infinity`` or ``-infinity``
+    (text) get PostgreSQL's own binary value for it, as the snapshot's binary COPY does, so a stream and a
+    snapshot of the same row agree (and a PostgreSQL destination writes infinity back). Only the failed rows
+    are looked at. Returns ``(nulls, errors, first error row)`` after that."""
+    bad = np.flatnonzero(row_err[:n])
+    for r in bad:
+        r = int(r)
+        i = int(rf[r]) + j
+        text = bytes(buf[st[i]:en[i]])
+        if text in (b"infinity", b"-infinity"):
+            col.values[r] = inf[0] if text == b"infinity" else inf[1]
+            col.validity[r >> 3] |= np.uint8(1 << (r & 7))
+            row_err[r] = 0
+            nulls -= 1
+    left = np.flatnonzero(row_err[:n])
+    return nulls, int(left.shape[0]), int(left[0]) if left.shape[0] else -1
 
 
 def _fill_toast(part: _ChangePart, ix: _Index, s: _Seg, rows: np.ndarray) -> None:
