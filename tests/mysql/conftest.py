@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from .._servers import started
 from ._server import MariaDbServer
 
 _names = itertools.count()
@@ -13,15 +14,7 @@ _names = itertools.count()
 
 @pytest.fixture(scope="session")
 def maria():
-    try:
-        srv = MariaDbServer()
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        srv.start()
-    except Exception as e:
-        srv.stop()
-        pytest.fail(f"cannot start a throwaway MariaDB server: {e}", pytrace=False)
+    srv = started(lambda: MariaDbServer(), "MariaDB")
     yield srv
     srv.stop()
 

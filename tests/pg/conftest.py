@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from .._servers import started
 from ._server import PgServer
 
 _names = itertools.count()
@@ -18,15 +19,7 @@ def pg_server():
     if os.environ.get("NEBULA_TEST_PG_DSN"):
         yield None
         return
-    try:
-        srv = PgServer()
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        srv.start()
-    except Exception as e:
-        srv.stop()
-        pytest.fail(f"cannot start a throwaway PostgreSQL server: {e}", pytrace=False)
+    srv = started(lambda: PgServer(), "PostgreSQL")
     yield srv
     srv.stop()
 

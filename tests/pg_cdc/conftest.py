@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from .._servers import started
 from ..pg._server import PgServer
 
 _names = itertools.count()
@@ -13,15 +14,7 @@ _names = itertools.count()
 
 @pytest.fixture(scope="session")
 def cdc_server():
-    try:
-        srv = PgServer(wal_level="logical")
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        srv.start()
-    except Exception as e:
-        srv.stop()
-        pytest.fail(f"cannot start a throwaway PostgreSQL server: {e}", pytrace=False)
+    srv = started(lambda: PgServer(wal_level="logical"), "PostgreSQL")
     yield srv
     srv.stop()
 

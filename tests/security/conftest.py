@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from .._servers import started
 from ..pg._server import PgServer
 
 NEBULA = [sys.executable, "-m", "nebula.cli"]
@@ -78,15 +79,7 @@ def certs(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def pg_server(certs):
     """A PostgreSQL serving TLS with the test CA's certificate (plain connections still allowed), logical WAL."""
-    try:
-        srv = PgServer(ssl=(certs["server"], certs["server_key"]), wal_level="logical")
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        srv.start()
-    except Exception as e:
-        srv.stop()
-        pytest.fail(f"cannot start a throwaway PostgreSQL server: {e}", pytrace=False)
+    srv = started(lambda: PgServer(ssl=(certs["server"], certs["server_key"]), wal_level="logical"), "PostgreSQL")
     import psycopg
 
     with psycopg.connect(srv.dsn, autocommit=True) as c:

@@ -12,6 +12,7 @@ import pytest
 
 from nebula.connectors.sources.mysql import _parse_url
 
+from .._servers import started
 from ..mysql._server import MariaDbServer
 from .conftest import assert_no_secret, run_nebula
 
@@ -20,15 +21,7 @@ TLS_USER, TLS_PASSWORD = "nebula_tls", "Tls/Pa55:w0rd@x"
 
 @pytest.fixture(scope="module")
 def maria_tls(certs):
-    try:
-        srv = MariaDbServer(ssl=(certs["ca"], certs["server"], certs["server_key"]))
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        srv.start()
-    except Exception as e:
-        srv.stop()
-        pytest.fail(f"cannot start a throwaway MariaDB server: {e}", pytrace=False)
+    srv = started(lambda: MariaDbServer(ssl=(certs["ca"], certs["server"], certs["server_key"])), "MariaDB")
     with srv.root() as c, c.cursor() as cur:
         cur.execute(f"CREATE USER '{TLS_USER}'@'%' IDENTIFIED BY '{TLS_PASSWORD}' REQUIRE X509")
         cur.execute(f"GRANT SELECT, RELOAD, REPLICATION SLAVE, BINLOG MONITOR, REPLICATION MASTER ADMIN ON *.* "
