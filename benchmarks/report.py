@@ -254,7 +254,8 @@ def write(results: dict, info: dict, out_md: Path) -> str:
              "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()), "",
              "**These figures come from a shared machine** (2 cores; other engineers build and run things on "
              "it at the same time). Read them as ratios measured side by side in one run, not as absolute "
-             "speeds; tools run round-robin so that noise spreads over all of them.", "",
+             "speeds; tools run round-robin so that noise spreads over all of them (each round starts one tool "
+             "later, and the previous run's output is synced to disk, untimed, before each run).", "",
              "How: every (task, tool) is a separate process (`python -m benchmarks.tasks.<task> --tool T`). "
              "*Whole process* is the wall time of that process minus its output check (reading the Parquet "
              "footers); for nebula it is the wall time of the `nebula copy ... --no-progress` process itself. "

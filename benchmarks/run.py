@@ -211,11 +211,17 @@ def _describe(res: Result, run: Run) -> str:
 
 
 def run_round_robin(jobs: list[tuple[Result, list[str], dict | None]], repeat: int) -> None:
-    """Every job once per round, ``repeat`` rounds; an unsupported tool is not retried."""
+    """Every job once per round, ``repeat`` rounds; an unsupported tool is not retried.
+
+    Each round starts one job later (round 2 begins with the second tool, ...), so no tool always runs
+    right after the same heavy neighbour; and the previous run's written output is flushed to disk
+    (``sync``, untimed) before each run, so its writeback does not land in the next tool's time."""
     for i in range(repeat):
-        for res, argv, env in jobs:
+        k = i % len(jobs) if jobs else 0
+        for res, argv, env in jobs[k:] + jobs[:k]:
             if res.unsupported:
                 continue
+            os.sync()
             run = measure(argv, env)
             res.runs.append(run)
             log(f"  [{i + 1}/{repeat}] {res.task:<14} {res.tool:<16} {_describe(res, run)}")
