@@ -145,6 +145,10 @@ class CopyOptions:
             o.schema = load_schema_file(os.fspath(o.schema))
         if o.on_error not in ("fail", "skip", "dead-letter"):
             raise ConfigError(f"--on-error must be fail, skip or dead-letter, got {o.on_error!r}")
+        if o.dead_letter and o.on_error != "dead-letter":
+            if o.on_error == "skip":
+                raise ConfigError("--dead-letter keeps rejected rows, --on-error skip drops them: choose one")
+            o.on_error = "dead-letter"  # a place for rejected rows was given: send them there (was ignored)
         if o.mode is not None and o.mode not in ("append", "replace", "merge"):
             raise ConfigError(f"--mode must be append, replace or merge, got {o.mode!r}")
         if o.mode == "merge" and not o.key and not (src_opts.get("cdc") or src_opts.get("tables")):  # tables: the PK

@@ -122,7 +122,8 @@ def copy_cmd(
                                       help="Infer column types (off: every column is a string).")] = True,
     on_error: Annotated[str, Opt(help="fail | skip | dead-letter for rows that do not parse.")] = "fail",
     dead_letter: Annotated[str | None, Opt(help="Where rejected rows go: a JSON lines file, sqlite:///db.db or "
-                                                "postgresql://… (#table, default nebula_rejected).")] = None,
+                                                "postgresql://… (#table, default nebula_rejected); "
+                                                "implies --on-error dead-letter.")] = None,
     max_rejected: Annotated[int | None, Opt(help="Fail when more rows than this are rejected.")] = None,
     threads: Annotated[int | None, Opt(help="Parse threads (default: all cores).")] = None,
     name: Annotated[str | None, Opt(help="Pipeline/state name.")] = None,

@@ -218,3 +218,19 @@ def test_binary_column_to_arrow_keeps_any_bytes():
     assert b.nbytes == 1 + 4 * 6 + len(data)
     b.reset()
     assert b.columns[0].null_count == 0 and b.columns[0].validity[0] == 0
+
+
+def test_dead_letter_target_implies_the_dead_letter_policy(tmp_path):
+    import json
+
+    import nebula
+    from nebula.errors import ConfigError
+
+    p = tmp_path / "a.csv"
+    p.write_text("id\n1\nx\n3\n")
+    dl = tmp_path / "dl.jsonl"
+    r = nebula.copy(str(p), str(tmp_path / "o.parquet"), columns={"id": "int64"}, dead_letter=str(dl))
+    assert (r.rows_written, r.rows_rejected) == (2, 1)
+    assert json.loads(dl.read_text())["line"] == 3
+    with pytest.raises(ConfigError, match="choose one"):
+        nebula.copy(str(p), str(tmp_path / "o.parquet"), on_error="skip", dead_letter=str(dl))
