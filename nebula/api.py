@@ -43,19 +43,34 @@ def parse_columns(columns) -> dict[str, LogicalType]:
         columns = _split_columns(columns)
     out = {}
     for item in columns:
-        name, sep, t = item.rpartition(":")
-        if not sep or not name:
+        cut = _type_colon(item)
+        name, t = (item[:cut], item[cut + 1:]) if cut > 0 else ("", "")
+        if not name.strip() or not t.strip():
             raise ConfigError(f"--column expects name:type, got {item!r}")
         out[name.strip()] = parse_type(t)
     return out
 
 
+def _type_colon(item: str) -> int:
+    """Where ``name:type`` splits: the last ``:`` outside brackets (a name may hold colons; a
+    ``struct<a: int64>`` type holds some too); -1 when there is none."""
+    depth, at = 0, -1
+    for i, ch in enumerate(item):
+        if ch in "(<":
+            depth += 1
+        elif ch in ")>":
+            depth -= 1
+        elif ch == ":" and depth == 0:
+            at = i
+    return at
+
+
 def _split_columns(text: str) -> list[str]:
     parts, depth, cur = [], 0, ""
     for ch in text:
-        if ch == "(":
+        if ch in "(<":
             depth += 1
-        elif ch == ")":
+        elif ch in ")>":
             depth -= 1
         if ch == "," and depth == 0:
             parts.append(cur)

@@ -234,3 +234,14 @@ def test_dead_letter_target_implies_the_dead_letter_policy(tmp_path):
     assert json.loads(dl.read_text())["line"] == 3
     with pytest.raises(ConfigError, match="choose one"):
         nebula.copy(str(p), str(tmp_path / "o.parquet"), on_error="skip", dead_letter=str(dl))
+
+
+def test_column_option_splits_outside_brackets():
+    from nebula.api import parse_columns
+
+    got = parse_columns("o:struct<a: int64, b: binary>,x:decimal(12,2),a:b:int32")
+    assert [str(got[k]) for k in ("x", "a:b")] == ["decimal(12,2)", "int32"]
+    assert got["o"].kind == "struct" and [f for f, _ in got["o"].fields] == ["a", "b"]
+    assert parse_columns(["o:list<struct<k: int64>>"])["o"].kind == "list"
+    with pytest.raises(ConfigError):
+        parse_columns("nocolon")
