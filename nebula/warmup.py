@@ -36,6 +36,7 @@ def warm() -> float:
             f.write('{"i":1,"f":1.5,"b":true,"s":"x\\u00e9","n":null,"o":{"k":2},"a":[1,2],"ts":"2024-01-01T00:00:00"}\n'
                     '{"i":2,"f":2,"b":false,"s":"y","n":null,"o":{"k":3},"a":[],"ts":"2024-01-02T00:00:00Z"}\n')
         api.read_json(j)
+        api.read_json(j, nested="keep")  # the struct/list event kernels
         api.copy(j, os.path.join(d, "j.parquet"))
         arr = os.path.join(d, "w.json")
         with open(arr, "w") as f:
