@@ -201,6 +201,10 @@ def test_rotation_ddl_and_dropped_connection(db, maria, tmp_path):
 
     t = threading.Thread(target=go)
     t.start()
+    deadline = time.time() + 60  # the DDL below must come after the snapshot (a slow start saw the dropped
+    while not rounds and "e" not in box and time.time() < deadline:  # column never, so it was not created)
+        time.sleep(0.05)
+    assert rounds, box.get("e", "no snapshot round within 60 s")
     root = maria.root()
     with c.cursor() as cur:
         cur.execute("INSERT INTO orders (id, qty) VALUES (100, 1)")
