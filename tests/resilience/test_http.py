@@ -80,7 +80,8 @@ def test_429_then_200_waits_the_advertised_seconds(api):
 
 
 def test_503_with_an_http_date_then_200(api):
-    when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: 1 to 2 s from now
+    # whole seconds: 2 to 3 s from now, so at least ~1 s is left when the client reads it even on a busy machine
+    when = email.utils.formatdate(time.time() + 3, usegmt=True)
     api.script["/busy"] = [(503, {"Retry-After": when}, b"maintenance"), (503, {"Retry-After": "0"}, b""),
                            (200, {}, b"done")]
     ep = endpoint_of(api.url)
