@@ -144,8 +144,9 @@ def test_a_silent_endpoint_is_abandoned_after_the_timeout(small_csv):
                   f'{{url: "postgresql://u@127.0.0.1:{port}/db", table: t}}}}\n', timeout=1.0)
         took = time.monotonic() - t0
     d = r["q", "destination"]
-    assert d["status"] == "failing" and d["reason"] == "no answer within 1 s" and 1.0 <= d["seconds"] < 2
-    assert took < 3
+    # bounded by the 1 s timeout, not by the server (which never answers); slack for a loaded 2-core machine
+    assert d["status"] == "failing" and d["reason"] == "no answer within 1 s" and 1.0 <= d["seconds"] < 4
+    assert took < 8
 
 
 def test_cli_check_json_and_exit_codes(s3, small_csv, tmp_path):  # noqa: F811 - the s3 fixture
