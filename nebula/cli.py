@@ -84,6 +84,21 @@ def _fail(e: BaseException) -> None:
     raise typer.Exit(code)
 
 
+def _key_values(items: list[str] | None, flag: str) -> dict[str, str] | None:
+    """``["a=1", "b=2"]`` as ``{"a": "1", "b": "2"}`` (values are checked by whoever takes them)."""
+    from .errors import UsageError
+
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def _summary(result, as_json: bool) -> None:
     from .redact import redact, redact_obj
 
@@ -152,6 +167,9 @@ def copy_cmd(
     metrics_port: Annotated[int | None, Opt(help="Serve /metrics and /healthz on this port while the run lasts.",
                                             min=1, max=65535)] = None,
     metrics_host: Annotated[str, Opt(help="Address --metrics-port listens on.")] = "127.0.0.1",
+    resilience: Annotated[list[str] | None, Opt(
+        help="Retries, circuit breaker, rate limit: KEY=VALUE (repeatable) with the keys of YAML's resilience: "
+             "block, e.g. --resilience retries=8 --resilience breaker_cooldown=60.")] = None,
     partition_by: Annotated[str | None, Opt(help="Directory output: Hive partitions by these columns, "
                                                  "e.g. country,date(ts).")] = None,
     max_rows_per_file: Annotated[int | None, Opt(help="Directory output: start a new file after N rows.")] = None,
@@ -194,7 +212,8 @@ def copy_cmd(
                       cdc=cdc or None, slot=slot, publication=publication, tables=tables, until_caught_up=until_caught_up or None,
                       partition_by=partition_by, max_rows_per_file=max_rows_per_file, max_file_size=max_file_size,
                       run_id=run_id, compression=compression, compression_level=compression_level,
-                      metrics_port=metrics_port, metrics_host=metrics_host)
+                      metrics_port=metrics_port, metrics_host=metrics_host,
+                      resilience=_key_values(resilience, "--resilience"))
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
     _summary(result, as_json)

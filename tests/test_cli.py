@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -160,3 +161,20 @@ def test_interrupt_leaves_no_output(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     assert not out.exists()
     assert [f for f in os.listdir(tmp_path) if "nebula-tmp" in f] == []
+
+
+def test_resilience_flag_sets_the_retry_policy(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text("id\n1\n")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run([*NEBULA, "copy", str(src), f"postgresql://u@127.0.0.1:{port}/db", "--table", "t",
+                        "--no-progress", "--no-audit", "--resilience", "retries=1", "--resilience",
+                        "backoff_initial=0.01"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "gave up after 2 attempts" in r.stderr
+    for bad, says in (("bogus=1", "unknown key 'bogus'"), ("retries", "expects KEY=VALUE"),
+                      ("retries=x", "expected a number")):
+        r = subprocess.run([*NEBULA, "copy", str(src), str(tmp_path / "o.parquet"), "--resilience", bad],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and says in r.stderr, (bad, r.stderr)
