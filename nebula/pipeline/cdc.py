@@ -33,6 +33,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..connectors.base import Source
+from ..schema import Schema
 from .runner import RunResult
 
 
@@ -45,6 +47,30 @@ class Round:
     caught_up: bool = False  # the round reached the position current when the run began
     changes: int = 0
     snapshot: bool = False
+
+
+class TablePart(Source):
+    """One table's share of a round, as an ordinary Source for ``run_pipeline``: the table's columns followed
+    by the change source's ``change_columns`` (``_op``, a position, ``_commit_ts``). Subclasses read and parse."""
+
+    merge_key: list[str] | None = None
+    change_columns: list = []
+
+    def __init__(self, owner, table: str) -> None:
+        self.owner = owner
+        self.table = table
+        self.name = table
+        self._schema = Schema([*owner._schemas[table], *self.change_columns])
+
+    @property
+    def schema(self) -> Schema:
+        return self._schema
+
+    def chunk_schema(self, chunk):
+        return chunk[0]
+
+    def state(self):
+        return self.owner.state()
 
 
 class ChangeSource(Protocol):

@@ -61,6 +61,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import numpy as np
 
 from ...errors import ConfigError, ConnectionFailed, DataError, SourceError
+from ...pipeline.cdc import TablePart
 from ...schema import Field, Schema
 from ...types import LogicalType
 from ..base import Capabilities, ParseStats, Source
@@ -819,26 +820,10 @@ class _Txn:
         return sum(len(s.rows) for s in self.segments)
 
 
-class _Part(Source):
-    """One table's share of a round, as an ordinary Source for ``run_pipeline``."""
+class _Part(TablePart):
+    """One table's share of a round (see :class:`~nebula.pipeline.cdc.TablePart`)."""
 
-    merge_key: list[str] | None = None
-
-    def __init__(self, owner: MysqlSource, table: str) -> None:
-        self.owner = owner
-        self.table = table
-        self.name = table
-        self._schema = Schema([*owner._schemas[table], *_CHANGE])
-
-    @property
-    def schema(self) -> Schema:
-        return self._schema
-
-    def chunk_schema(self, chunk):
-        return chunk[0]
-
-    def state(self):
-        return self.owner.state()
+    change_columns = _CHANGE
 
     def _emit(self, schema: Schema, data: Schema, arrays: dict, n: int, ops, pos, ts, batch):
         """Arrays by column name (missing ones null, others cast to the evolved type) into ``batch``."""

@@ -59,6 +59,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from ...errors import ConfigError, ConnectionFailed, DataError, SourceError
+from ...pipeline.cdc import TablePart
 from ...schema import Field, Schema
 from ...types import LogicalType
 from ..base import Capabilities, ParseStats, Source
@@ -842,24 +843,10 @@ def _fill_fixed(col, values: np.ndarray) -> None:
     col.null_count = 0
 
 
-class _Part(Source):
-    merge_key: list[str] | None = None
+class _Part(TablePart):
+    """One table's share of a round (see :class:`~nebula.pipeline.cdc.TablePart`)."""
 
-    def __init__(self, owner: PostgresCdcSource, table: str) -> None:
-        self.owner = owner
-        self.table = table
-        self.name = table
-        self._schema = Schema([*owner._schemas[table], *_CHANGE])
-
-    @property
-    def schema(self) -> Schema:
-        return self._schema
-
-    def chunk_schema(self, chunk):
-        return chunk[0]
-
-    def state(self):
-        return self.owner.state()
+    change_columns = _CHANGE
 
     def _compact(self, batch) -> None:
         if not self.merge_key or batch.length <= 1:
