@@ -341,3 +341,18 @@ def test_first_bad_row_over_all_columns_is_reported(tmp_path):
     with pytest.raises(TypeCoercionError) as ei:
         nebula.read_csv(str(p), columns={"a": "int64", "b": "int64"})
     assert ei.value.line == 3 and ei.value.column == "b"
+
+
+def test_dictionary_option_names_columns_for_csv_and_json(tmp_path):
+    import nebula
+    from nebula.errors import ConfigError
+
+    c = tmp_path / "a.csv"
+    c.write_text("a,b\nx,1\ny,2\n")
+    j = tmp_path / "a.jsonl"
+    j.write_text('{"a": "x", "b": 1}\n{"a": "y", "b": 2}\n')
+    for read, path in ((nebula.read_csv, c), (nebula.read_json, j)):
+        assert str(read(str(path), dictionary=["a"]).schema.field("a").type).startswith("dictionary<")
+        assert read(str(path), dictionary="none").schema.field("a").type == "string"
+        with pytest.raises(ConfigError, match="unknown column.*zz"):
+            read(str(path), dictionary=["zz"])

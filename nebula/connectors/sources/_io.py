@@ -95,3 +95,20 @@ def open_input(path: str):
         raw.close()
         raise
     return _Guard(inner, os.fspath(path))
+
+
+def chosen_dict_columns(dictionary, schema) -> frozenset[str] | None:
+    """The text columns the ``dictionary`` option names (CSV and JSON sources): an empty set for
+    ``none``/off, the named string columns for a list (an unknown name is a ConfigError), ``None`` when
+    the source should choose itself from its sample (``auto``)."""
+    from ...errors import ConfigError
+
+    if dictionary in ("none", None, False) or not dictionary:
+        return frozenset()
+    if isinstance(dictionary, list | tuple):
+        unknown = [c for c in dictionary if c not in schema]
+        if unknown:
+            raise ConfigError(f"dictionary: unknown column(s) {', '.join(unknown)}")
+        text = {f.name for f in schema if f.type.kind == "string"}
+        return frozenset(c for c in dictionary if c in text)
+    return None

@@ -20,7 +20,7 @@ from ...errors import ConfigError, DataError, ParseError, SourceError, TypeCoerc
 from ...schema import Field, Schema
 from ...types import BOOL, DATE, FLOAT64, INT64, STRING, TIMESTAMP, TIMESTAMPTZ, LogicalType
 from ..base import Capabilities, ParseStats, RejectSink, Source
-from ._io import input_size, open_input
+from ._io import chosen_dict_columns, input_size, open_input
 
 PYARROW_NULLS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
                  "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null")
@@ -379,14 +379,10 @@ class CsvSource(Source):
     def _choose_dict_columns(self, buf, tok, first, n, schema) -> frozenset[str]:
         """Text columns to dictionary-encode: named ones, or (auto) those repetitive in the sample."""
         o = self.opts
-        if o.dictionary in ("none", None, False) or not o.dictionary:
-            return frozenset()
+        named = chosen_dict_columns(o.dictionary, schema)
+        if named is not None:
+            return named
         text = [f.name for f in schema if f.type.kind == "string"]
-        if isinstance(o.dictionary, list | tuple):
-            unknown = [c for c in o.dictionary if c not in schema]
-            if unknown:
-                raise ConfigError(f"dictionary: unknown column(s) {', '.join(unknown)}")
-            return frozenset(c for c in o.dictionary if c in text)
         from ...kernels import dictionary as kd
 
         ncol = len(schema)

@@ -44,7 +44,7 @@ from ...errors import ConfigError, ParseError, SchemaEvolutionError, SourceError
 from ...schema import Field, Schema
 from ...types import BOOL, DATE, FLOAT64, INT64, JSON, STRING, TIMESTAMP, TIMESTAMPTZ, LogicalType
 from ..base import Capabilities, ParseStats, RejectSink, Source
-from ._io import input_size, open_input
+from ._io import chosen_dict_columns, input_size, open_input
 from .csv import _Block, _pool, _stem, expand_paths, fill_block
 
 DECIMAL_BIG = LogicalType("decimal", 38, 0)
@@ -452,14 +452,10 @@ class JsonSource(Source):
     def _choose_dict_columns(self, tok: _Spans | None, schema: Schema) -> frozenset[str]:
         """String columns to dictionary-encode: named ones, or (auto) those repetitive in the sample."""
         o = self.opts
-        if o.dictionary in ("none", None, False) or not o.dictionary:
-            return frozenset()
+        named = chosen_dict_columns(o.dictionary, schema)
+        if named is not None:
+            return named
         text = [f.name for f in schema if f.type.kind == "string"]
-        if isinstance(o.dictionary, list | tuple):
-            unknown = [c for c in o.dictionary if c not in schema]
-            if unknown:
-                raise ConfigError(f"dictionary: unknown column(s) {', '.join(unknown)}")
-            return frozenset(c for c in o.dictionary if c in text)
         if tok is None or tok.n_rows < 64:
             return frozenset()
         from ...kernels import json as kj
