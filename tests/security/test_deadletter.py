@@ -17,9 +17,9 @@ from nebula.pipeline.deadletter import parse_target
 
 from .conftest import SECRET_USER, run_nebula
 
-# line 3: a value that is not an int32 (coercion); line 4: too few fields (parsing); line 5: invalid UTF-8 and a NUL
+# line 3: a value that is not an int32 (coercion); line 4: too few fields (parsing; column "name" is missing); line 5: invalid UTF-8 and a NUL
 CSV = b"id,qty,name\n1,2,a\n2,many,b\n3,4\n4,5,\xff\x00z\n5,6,e\n"
-EXPECTED = [(3, "qty", "2,many,b"), (4, None, "3,4"), (5, "name", "4,5,\ufffd\x00z")]
+EXPECTED = [(3, "qty", "2,many,b"), (4, "name", "3,4"), (5, "name", "4,5,\ufffd\x00z")]
 
 
 def _csv(tmp_path):

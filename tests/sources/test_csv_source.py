@@ -356,3 +356,40 @@ def test_dictionary_option_names_columns_for_csv_and_json(tmp_path):
         assert read(str(path), dictionary="none").schema.field("a").type == "string"
         with pytest.raises(ConfigError, match="unknown column.*zz"):
             read(str(path), dictionary=["zz"])
+
+
+def test_structural_errors_name_the_column_and_the_summary_counts_every_byte(tmp_path):
+    """Ragged rows, an unterminated quote and text after a closing quote name their column, failing and in the
+    dead-letter file; bytes_read covers the whole file (BOM, header, rejected records included)."""
+    cases = [  # body, (line, column, offset) of the error, column of the dead-lettered record
+        ("a,b,c\n1,2,3\n4,5,6,7\n8,9,0\n", (3, 4, 12), 4),  # too many: the first extra field, by number
+        ("a,b,c\n1,2,3\n4,5\n8,9,0\n", (3, "c", 12), "c"),  # too few: the first missing column, by name
+        ('a,b,c\n1,2,3\n4,"x\ny",6\n7,8,"open\n', (5, "c", 26), "c"),  # unterminated quote at end of file
+        ('a,b,c\n1,2,3\n4,"5"x,6\n7,8,9\n', (3, "b", 17), "b"),  # text after a closing quote
+        ('"a,b\n', (1, 1, 0), None),  # unterminated quote in the header: by number, no names yet
+    ]
+    for body, where, dl_column in cases:
+        data = b"\xef\xbb\xbf" + body.encode()
+        p = write(tmp_path, data)
+        with pytest.raises(ParseError) as e:
+            nebula.read_csv(p)
+        assert (e.value.line, e.value.column, e.value.offset - 3) == where, body
+        col = where[1]
+        assert (f"column {col!r}" if isinstance(col, str) else f"column {col}") in str(e.value)
+        if dl_column is None:
+            continue
+        dl = tmp_path / "rej.jsonl"
+        dl.unlink(missing_ok=True)
+        mem = _mem()
+        r = nebula.copy(p, mem, on_error="dead-letter", dead_letter=str(dl), infer_schema=False)
+        rec = [json.loads(x) for x in dl.read_text().splitlines()]
+        assert [x["column"] for x in rec] == [dl_column] and r.rows_rejected == 1, body
+        assert mem.table().num_rows == r.rows_written == 2, body  # every case has two good rows
+        assert r.bytes_read == len(data), body
+
+
+def test_empty_file_error_names_line_column_and_offset(tmp_path):
+    with pytest.raises(ParseError) as e:
+        nebula.read_csv(write(tmp_path, ""))
+    assert (e.value.line, e.value.column, e.value.offset) == (1, 1, 0)
+    assert "line 1, column 1, byte 0" in str(e.value)

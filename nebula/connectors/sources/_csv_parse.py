@@ -92,7 +92,8 @@ def parse_tokens(src, tok, batch, rejects) -> ParseStats:
         if o.on_error == "fail":
             i = int(idx[0])
             raise ParseError(f"expected {ncol} fields, found {int(counts[i])}", path=tok.path,
-                             line=int(lines[i]), offset=base + int(offs[i]))
+                             line=int(lines[i]), column=_ragged_column(schema, int(counts[i])),
+                             offset=base + int(offs[i]))
         ends = np.empty(n, dtype=np.int64)
         ends[:-1] = offs[1:]
         ends[-1] = tok.ends[rf[n] - 1] if rf[n] > 0 else offs[-1]
@@ -100,7 +101,8 @@ def parse_tokens(src, tok, batch, rejects) -> ParseStats:
             i = int(i)
             raw = _record_bytes(buf, tok, i, n)
             rejects.reject(reason=f"expected {ncol} fields, found {int(counts[i])}", line=int(lines[i]),
-                           column=None, offset=base + int(offs[i]), raw=raw, path=tok.path)
+                           column=_ragged_column(schema, int(counts[i])), offset=base + int(offs[i]), raw=raw,
+                           path=tok.path)
         keep = np.flatnonzero(~bad)
         rows, lines, offs = rows[keep], lines[keep], offs[keep]
         rejected += idx.shape[0]
@@ -162,6 +164,11 @@ def parse_tokens(src, tok, batch, rejects) -> ParseStats:
     batch.length = m
     batch.source_rows = n
     return ParseStats(rows=m, rejected=rejected, bytes=0)
+
+
+def _ragged_column(schema, count: int) -> str | int:
+    """The column a ragged row is reported at: the first missing one (by name) or the first extra one (1-based)."""
+    return schema[count].name if count < len(schema) else len(schema) + 1
 
 
 def _record_bytes(buf, tok, i: int, n: int) -> bytes:

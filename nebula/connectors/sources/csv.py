@@ -132,6 +132,7 @@ class _Rejected:
     offset: int
     raw: bytes
     path: str
+    column: str | int | None = None
 
 
 class _Tokens:
@@ -334,13 +335,13 @@ class CsvSource(Source):
         if o.names is not None:
             names = list(o.names)
             if o.header and n == 0:
-                raise ParseError("the file is empty: no header row", path=path, line=1, offset=0)
+                raise ParseError("the file is empty: no header row", path=path, line=1, column=1, offset=0)
             return _dedupe(names, self.warnings), (1 if o.header else 0)
         if n == 0:
             if o.header:
-                raise ParseError("the file is empty: no header row", path=path, line=1, offset=0)
+                raise ParseError("the file is empty: no header row", path=path, line=1, column=1, offset=0)
             raise ParseError("the file is empty: no row to take the column count from", path=path, line=1,
-                             offset=0)
+                             column=1, offset=0)
         f0, f1 = tok.row_first[0], tok.row_first[1]
         if not o.header:
             return [f"column_{i + 1}" for i in range(f1 - f0)], 0
@@ -431,6 +432,7 @@ class CsvSource(Source):
             base = 0
             eof = self._fill(f, block, carry, base)
             pos = self._skip_prefix(block.buf[:block.n], path)
+            self.bytes_read += pos  # the BOM and skipped rows were read too
             line = 1 + o.skip_rows
             header_pending = o.header
             try:
@@ -464,6 +466,7 @@ class CsvSource(Source):
                         yield tok
                     else:
                         self._tokens.release(tok)
+                        self.bytes_read += nxt - pos  # a header, blank or comment lines
                     pos, line = nxt, nline
                     if status == k.ERROR:
                         pos, line = self._on_syntax_error(path, r, block, eof)
@@ -501,7 +504,26 @@ class CsvSource(Source):
         code, pos, line = int(r[5]), int(r[6]), int(r[7])
         reason = {k.E_UNTERMINATED_QUOTE: "unterminated quoted field (no closing quote before end of input)",
                   k.E_AFTER_QUOTE: "unexpected character after a closing quote"}.get(code, "CSV syntax error")
-        return ParseError(reason, path=path, line=line, offset=base + pos)
+        buf = buf_or_block.buf if isinstance(buf_or_block, _Block) else buf_or_block
+        return ParseError(reason, path=path, line=line, column=self._column_at(buf, int(r[2]), pos),
+                          offset=base + pos)
+
+    def _column_at(self, buf: np.ndarray, rec_start: int, pos: int) -> str | int:
+        """The column of the field holding ``buf[pos]`` in the record starting at ``rec_start`` (error path only).
+
+        The record's bytes before ``pos`` tokenize cleanly; their field count (a prefix ending in a delimiter
+        counts the empty field after it) is the 1-based column. Named from the schema when known.
+        """
+        from ...kernels import csv as k
+
+        seg = np.ascontiguousarray(buf[rec_start:pos])
+        cap = int(np.count_nonzero(seg == self._delim)) + 2
+        r = k.tokenize(seg, 0, seg.shape[0], True, self._delim, self._q, self._esc, -1,
+                       np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.uint8),
+                       np.zeros(3, np.int64), np.empty(2, np.int64), np.empty(2, np.int64), 1)
+        col = max(int(r[1]), 1)
+        names = self._schema.names if self._schema is not None else None
+        return names[col - 1] if names is not None and col <= len(names) else col
 
     def _on_syntax_error(self, path, r, block: _Block, eof: bool) -> tuple[int, int]:
         """Raise, or reject the broken record and return where to resume."""
@@ -519,7 +541,8 @@ class CsvSource(Source):
                 stop = block.n
         raw = block.buf[rec_start:stop]
         self._rejected = _Rejected(reason=err.reason, line=int(r[3]), offset=block.base + rec_start,
-                                   raw=bytes(raw), path=path)
+                                   raw=bytes(raw), path=path, column=err.column)
+        self.bytes_read += stop - rec_start
         lines = int(np.count_nonzero(raw == 10)) or 1
         return stop, int(r[3]) + lines
 
@@ -542,7 +565,7 @@ class CsvSource(Source):
         from ._csv_parse import parse_tokens
 
         if isinstance(tok, _Rejected):
-            rejects.reject(reason=tok.reason, line=tok.line, column=None, offset=tok.offset, raw=tok.raw,
+            rejects.reject(reason=tok.reason, line=tok.line, column=tok.column, offset=tok.offset, raw=tok.raw,
                            path=tok.path)
             batch.length = 0
             return ParseStats(rows=0, rejected=1, bytes=len(tok.raw))
