@@ -109,3 +109,70 @@ def test_encoder_error_surfaces(tmp_path):
         w.write_table(t)
         w.close()
     w.abort()
+
+
+def test_small_range_integer_and_date_columns_get_dictionary_pages(tmp_path):
+    """A quantity-like column (and a date within a year) is written with a Parquet dictionary, an
+    id-like column plainly; values and types read back unchanged; an explicit use_dictionary wins."""
+    import datetime
+
+    import numpy as np
+
+    from nebula.connectors.destinations.files import ParquetDestination
+    from nebula.schema import Schema
+
+    n = 40_000
+    rng = np.random.default_rng(1)
+    qty = rng.integers(1, 100, n)
+    day = [datetime.date(2025, 1, 1) + datetime.timedelta(days=int(d)) for d in rng.integers(0, 365, n)]
+    src = pa.table({"id": pa.array(np.arange(n, dtype=np.int64)), "qty": pa.array(qty),
+                    "day": pa.array(day, type=pa.date32()),
+                    "wide": pa.array(rng.integers(-2**40, 2**40, n)),
+                    "opt": pa.array([None if i % 3 else int(i % 5) for i in range(n)], type=pa.int16())})
+    from nebula.batch import Batch
+
+    schema = Schema.from_arrow(src.schema)
+
+    def write(path, **options):
+        d = ParquetDestination(str(path), options=options or None)
+        d.open(schema)
+        for off in range(0, n, 10_000):
+            part = src.slice(off, 10_000)
+            b = Batch(schema, 10_000)
+            _fill(b, part)
+            d.write(b)
+        d.commit()
+        return pq.ParquetFile(str(path))
+
+    def encodings(pf, col):
+        md = pf.metadata
+        return {e for r in range(md.num_row_groups) for e in md.row_group(r).column(col).encodings}
+
+    pf = write(tmp_path / "auto.parquet")
+    names = pf.schema_arrow.names
+    assert "RLE_DICTIONARY" in encodings(pf, names.index("qty"))
+    assert "RLE_DICTIONARY" in encodings(pf, names.index("day"))
+    assert "RLE_DICTIONARY" in encodings(pf, names.index("opt"))
+    assert "RLE_DICTIONARY" not in encodings(pf, names.index("id"))
+    assert "RLE_DICTIONARY" not in encodings(pf, names.index("wide"))
+    assert pf.read().equals(src)
+    pf = write(tmp_path / "plain.parquet", use_dictionary=False)
+    assert "RLE_DICTIONARY" not in encodings(pf, pf.schema_arrow.names.index("qty"))
+    assert pf.read().equals(src)
+
+
+def _fill(batch, table) -> None:
+    """Copy an Arrow table's fixed-width columns into a Batch (a test helper, not a hot path)."""
+    import numpy as np
+
+    for col, arr in zip(batch.columns, table.columns, strict=True):
+        a = arr.combine_chunks()
+        valid = a.is_valid().to_numpy(zero_copy_only=False)
+        bits = np.packbits(valid, bitorder="little")
+        col.validity[:len(bits)] = bits
+        col.null_count = a.null_count
+        vals = a.fill_null(0).to_numpy(zero_copy_only=False)
+        if pa.types.is_date32(a.type):
+            vals = vals.astype("datetime64[D]").astype(np.int32)
+        col.values[:len(vals)] = vals
+    batch.length = table.num_rows

@@ -89,12 +89,19 @@ class ParallelParquetWriter:
         self.sink.write(MAGIC)
         self._pos = len(MAGIC)
 
-    def _encode(self, table) -> memoryview:
+    def _encode(self, table, overrides: dict | None = None) -> memoryview:
         import pyarrow.parquet as pq
 
         buf = io.BytesIO()
-        pq.write_table(table, buf, row_group_size=max(1, table.num_rows), **self.options)
+        opts = {**self.options, **overrides} if overrides else self.options
+        pq.write_table(table, buf, row_group_size=max(1, table.num_rows), **opts)
         return buf.getbuffer()  # a view: the row group's bytes are not copied again
+
+    def _encode_prepared(self, prepare) -> memoryview:
+        made = prepare()
+        if isinstance(made, tuple):
+            return self._encode(*made)
+        return self._encode(made)
 
     @property
     def position(self) -> int:
@@ -103,10 +110,12 @@ class ParallelParquetWriter:
 
     def write_prepared(self, prepare) -> None:
         """Queue one row group that an encoder thread first builds with ``prepare()`` (returning a
-        ``pyarrow.Table``), then encodes: assembling the table (conversions, dictionary unification)
-        runs off the caller's thread too. Blocks while enough row groups are in flight."""
+        ``pyarrow.Table``, or ``(table, options)`` whose writer options override the file's for this
+        row group, e.g. ``use_dictionary``), then encodes: assembling the table (conversions,
+        dictionary unification) runs off the caller's thread too. Blocks while enough row groups
+        are in flight."""
         self._slots.acquire()
-        fut = self._pool.submit(lambda: self._encode(prepare()))
+        fut = self._pool.submit(self._encode_prepared, prepare)
         fut.add_done_callback(lambda _f: self._slots.release())
         self._pending.append(fut)
         self._drain(block=False)

@@ -484,6 +484,7 @@ class ParquetDestination(Destination):
         self._pending_rows = 0
         self._pending_bytes = 0
         self._has_dictionary = False
+        self._auto_dictionary: list | None = None
         self.encoders = int(self.options.get("encoders") or min(os.cpu_count() or 1, 4))
 
     def open(self, schema, *, mode: str = "replace", table: str | None = None, key: list[str] | None = None) -> None:
@@ -600,12 +601,18 @@ class ParquetDestination(Destination):
             self._open_writer(batches[0].schema)
         target = self._writer.schema
         unify = self._has_dictionary
+        auto_dict = self._auto_dictionary
 
         def build():
             table = pa.Table.from_batches([_conform(b, target) for b in batches], schema=target)
             # every batch brings its own dictionary; one per column chunk lets the writer keep the codes
             # (per-batch dictionaries cost it about twice the time on those columns)
-            return table.unify_dictionaries() if unify else table
+            if unify:
+                table = table.unify_dictionaries()
+            if auto_dict is None:
+                return table
+            small = small_range_columns(table)
+            return (table, {"use_dictionary": auto_dict + small}) if small else table
 
         try:
             self._writer.write_prepared(build)
@@ -620,8 +627,11 @@ class ParquetDestination(Destination):
         self._has_dictionary = any(pa.types.is_dictionary(f.type) for f in arrow_schema)
         comp = None if self.compression == "none" else self.compression
         use_dict = self.options.get("use_dictionary")
-        if use_dict is None:  # Parquet dictionary pages for the columns we dictionary-encoded
-            use_dict = [f.name for f in arrow_schema if pa.types.is_dictionary(f.type)] or False
+        self._auto_dictionary = None
+        if use_dict is None:  # Parquet dictionary pages for the columns we dictionary-encoded ...
+            use_dict = [f.name for f in arrow_schema if pa.types.is_dictionary(f.type)]
+            self._auto_dictionary = use_dict  # ... and, per row group, for small-range integer/date columns
+            use_dict = use_dict or False
         self._reported = 0
         try:
             sink = path or (self._file.stream if is_remote(self.path) else self._file.temp_path)
@@ -693,6 +703,30 @@ def pa_table(batches, schema):
     import pyarrow as pa
 
     return pa.Table.from_batches(batches, schema=schema)
+
+
+def small_range_columns(table) -> list[str]:
+    """Integer and date columns of ``table`` whose values span a small range (fewer than 65,536 and
+    under an eighth of the rows): few distinct values, so a Parquet dictionary page plus bit-packed
+    codes is both smaller and cheaper to write than plain values compressed (a quantity or a year,
+    not an id). Decided per row group from min/max, which Arrow computes without the GIL."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    limit = min(1 << 16, n // 8)
+    if limit < 2:
+        return []
+    out = []
+    for f, col in zip(table.schema, table.columns, strict=True):
+        t = f.type
+        if not (pa.types.is_integer(t) or pa.types.is_date32(t)) or col.null_count == n:
+            continue
+        mm = pc.min_max(col.cast(pa.int32()) if pa.types.is_date32(t) else col)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        if lo is not None and hi - lo < limit:
+            out.append(f.name)
+    return out
 
 
 def _stored_size(path: str) -> int | None:
