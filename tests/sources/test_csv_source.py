@@ -393,3 +393,14 @@ def test_empty_file_error_names_line_column_and_offset(tmp_path):
         nebula.read_csv(write(tmp_path, ""))
     assert (e.value.line, e.value.column, e.value.offset) == (1, 1, 0)
     assert "line 1, column 1, byte 0" in str(e.value)
+
+
+def test_inference_reads_past_the_sample_to_a_whole_row(tmp_path):
+    """A first row longer than the sample (a 10 MB field in a 4 MB sample) still gives types, and a header
+    longer than the sample is not mistaken for an empty file."""
+    p = write(tmp_path, 'a,b\n1,"' + "x" * 300 + '"\n2,y\n')
+    t = nebula.read_csv(p, sample_bytes=16)
+    assert [str(f.type) for f in t.schema] == ["int64", "string"] and t.column("a").to_pylist() == [1, 2]
+    long_name = "c" * 100
+    t = nebula.read_csv(write(tmp_path, f"{long_name},d\n1,2\n"), sample_bytes=16)
+    assert t.column_names == [long_name, "d"] and t.column("d").to_pylist() == [2]

@@ -22,6 +22,8 @@ from ...types import BOOL, DATE, FLOAT64, INT64, STRING, TIMESTAMP, TIMESTAMPTZ,
 from ..base import Capabilities, ParseStats, RejectSink, Source
 from ._io import chosen_dict_columns, input_size, open_input
 
+_SAMPLE_MAX = 256 << 20  # how far type inference reads to find the first whole data row
+
 PYARROW_NULLS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
                  "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null")
 
@@ -252,9 +254,14 @@ class CsvSource(Source):
         except OSError:
             self._bytes_total = None
         o = self.opts
-        sample, eof = self._read_sample(self.paths[0], o.sample_bytes)
-        pos = self._skip_prefix(sample, self.paths[0])
-        tok, n, pos, line = self._tokenize_sample(sample, pos, eof, self.paths[0])
+        size = o.sample_bytes
+        while True:  # the sample must hold a whole data row (a first field of 10 MB may not fit in 4 MB)
+            sample, eof = self._read_sample(self.paths[0], size)
+            pos = self._skip_prefix(sample, self.paths[0])
+            tok, n, pos, line = self._tokenize_sample(sample, pos, eof, self.paths[0])
+            if eof or n > int(o.header) or size >= _SAMPLE_MAX:
+                break
+            size = min(size * 4, _SAMPLE_MAX)
         names, first_data = self._names_from(sample, tok, n, self.paths[0])
         self._header_names = names
         ncol = len(names)
