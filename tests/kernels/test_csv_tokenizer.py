@@ -33,10 +33,11 @@ def unq(rows):
 field_text = st.text(alphabet=st.sampled_from(list('ab,"\n\r é€😀 ;\t')), max_size=8)
 
 
-def encode_csv(rows, delim=",", lineterm="\n"):
-    """RFC 4180 writer: quote fields holding delimiter, quote, CR or LF (csv.writer misses a lone CR)."""
+def encode_csv(rows, delim=",", lineterm="\n", quote_all=False):
+    """RFC 4180 writer: quote fields holding delimiter, quote, CR or LF (csv.writer misses a lone CR); with
+    ``quote_all`` every field is quoted."""
     def field(v):
-        if any(c in v for c in (delim, '"', "\r", "\n")) or (len(rows[0]) == 1 and v == ""):
+        if quote_all or any(c in v for c in (delim, '"', "\r", "\n")) or (len(rows[0]) == 1 and v == ""):
             return '"' + v.replace('"', '""') + '"'
         return v
     return "".join(delim.join(field(v) for v in r) + lineterm for r in rows).encode()
@@ -44,10 +45,10 @@ def encode_csv(rows, delim=",", lineterm="\n"):
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(field_text, min_size=2, max_size=5), min_size=1, max_size=8),
-       st.sampled_from(["\n", "\r\n"]), st.sampled_from([",", ";", "\t"]))
-def test_matches_python_csv(rows, lineterm, delim):
+       st.sampled_from(["\n", "\r\n", "\r"]), st.sampled_from([",", ";", "\t"]), st.booleans())
+def test_matches_python_csv(rows, lineterm, delim, quote_all):
     # rows where every field is empty look like blank lines; csv writes them as '""' for 1 field only
-    data = encode_csv(rows, delim, lineterm)
+    data = encode_csv(rows, delim, lineterm, quote_all)
     got, r, _, _, _ = tokenize(data, delim=delim.encode())
     assert r[4] == k.DONE
     expect = list(csv.reader(io.StringIO(data.decode(), newline=""), delimiter=delim))
