@@ -297,13 +297,20 @@ def discover_cmd(
     source: Annotated[str, typer.Argument(help="A path, glob or URL.")],
     format: Annotated[str | None, Opt("--format", "-f")] = None,
     infer_schema: Annotated[bool, Opt("--infer-schema/--no-infer-schema")] = True,
-    delimiter: Annotated[str | None, Opt()] = None,
+    delimiter: Annotated[str | None, Opt(help="CSV delimiter (\\t for tab).")] = None,
+    quote: Annotated[str | None, Opt(help="CSV quote character.")] = None,
+    escape: Annotated[str | None, Opt(help="CSV escape character.")] = None,
     header: Annotated[bool, Opt("--header/--no-header")] = True,
+    skip_rows: Annotated[int, Opt(help="Lines to skip before the header.")] = 0,
+    comment: Annotated[str | None, Opt(help="Lines starting with this character are skipped.")] = None,
+    null_value: Annotated[list[str] | None, Opt("--null-value", help="Null marker (repeatable).")] = None,
+    schema_file: Annotated[str | None, Opt("--schema", help="Schema file (YAML/JSON: list of name/type).")] = None,
+    column: Annotated[list[str] | None, Opt("--column", "-c", help="Column type override name:type.")] = None,
     nested: Annotated[str | None, Opt(help="JSON objects/arrays: flatten | keep (structs/lists).")] = None,
     as_json: Annotated[bool, Opt("--json")] = False,
     debug: Annotated[bool, Opt()] = False,
 ) -> None:
-    """Show the streams, columns and inferred types of SOURCE."""
+    """Show the streams, columns and inferred types of SOURCE (read with copy's source options)."""
     global _debug
     _debug = debug
     try:
@@ -311,8 +318,10 @@ def discover_cmd(
 
         if delimiter == "\\t":
             delimiter = "\t"
-        schema = discover(source, format=format, infer_schema=infer_schema, delimiter=delimiter,
-                          header=None if header else False, nested=nested)
+        schema = discover(source, format=format, infer_schema=infer_schema, delimiter=delimiter, quote=quote,
+                          escape=escape, header=None if header else False, skip_rows=skip_rows or None,
+                          comment=comment, null_values=null_value or None, schema=schema_file,
+                          columns=column or None, nested=nested)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         _fail(e)
     if as_json:

@@ -178,3 +178,17 @@ def test_resilience_flag_sets_the_retry_policy(tmp_path):
         r = subprocess.run([*NEBULA, "copy", str(src), str(tmp_path / "o.parquet"), "--resilience", bad],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and says in r.stderr, (bad, r.stderr)
+
+
+def test_discover_takes_the_csv_options_of_copy(tmp_path):
+    src = tmp_path / "odd.csv"
+    src.write_text("exported by X\n# a comment\nname|qty\n~a|b~|1\nz\\|w|-\n")
+    opts = ["--delimiter", "|", "--quote", "~", "--escape", "\\", "--comment", "#", "--skip-rows", "1",
+            "--null-value", "-"]
+    r = run("discover", str(src), *opts, "--json")
+    assert r.returncode == 0, r.stderr
+    assert [(c["name"], c["type"]) for c in json.loads(r.stdout)["columns"]] == [("name", "string"), ("qty", "int64")]
+    r = run("discover", str(src), *opts, "--column", "qty:int16", "--json")
+    assert [c["type"] for c in json.loads(r.stdout)["columns"]] == ["string", "int16"]
+    r = run("discover", str(src), *opts, "--column", "nope:int16")
+    assert r.returncode == 2 and "nope" in r.stderr
