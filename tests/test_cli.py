@@ -192,3 +192,44 @@ def test_discover_takes_the_csv_options_of_copy(tmp_path):
     assert [c["type"] for c in json.loads(r.stdout)["columns"]] == ["string", "int16"]
     r = run("discover", str(src), *opts, "--column", "nope:int16")
     assert r.returncode == 2 and "nope" in r.stderr
+
+
+@pytest.mark.parametrize("dest", ["parquet", "sqlite"])
+def test_interrupt_mid_write_leaves_parquet_absent_and_sqlite_as_it_was(tmp_path, dest):
+    """SIGINT while rows are being written: exit 130, no Parquet file (nor temp file); a SQLite table being
+    appended to keeps exactly its old rows (one transaction, rolled back)."""
+    import signal
+
+    from nebula.sample import generate
+
+    src = generate(str(tmp_path / "big.csv"), 1_000_000)
+    if dest == "parquet":
+        out = tmp_path / "o.parquet"
+        target = str(out)
+        def writing():
+            return [f for f in os.listdir(tmp_path) if "nebula-tmp" in f]
+    else:
+        out = tmp_path / "o.db"
+        target = f"sqlite:///{out}"
+        with sqlite3.connect(out) as db:
+            db.execute("CREATE TABLE big (id INTEGER)")
+            db.execute("INSERT INTO big VALUES (42)")
+        def writing():
+            wal = tmp_path / "o.db-wal"
+            return wal.exists() and wal.stat().st_size > 1 << 20
+    p = subprocess.Popen([*NEBULA, "copy", str(src), target, "--threads", "1", "--batch-rows", "4096",
+                          "--state", str(tmp_path / "s.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and p.poll() is None and not writing():
+        time.sleep(0.01)
+    assert p.poll() is None, "the run ended before it could be interrupted"
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    # (quiet progress lines may come first on a slow machine)
+    assert "interrupted" in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert [f for f in os.listdir(tmp_path) if "nebula-tmp" in f] == []
+    if dest == "parquet":
+        assert not out.exists()
+    else:
+        assert sqlite3.connect(out).execute("SELECT * FROM big").fetchall() == [(42,)]
