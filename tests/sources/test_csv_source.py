@@ -404,3 +404,21 @@ def test_inference_reads_past_the_sample_to_a_whole_row(tmp_path):
     long_name = "c" * 100
     t = nebula.read_csv(write(tmp_path, f"{long_name},d\n1,2\n"), sample_bytes=16)
     assert t.column_names == [long_name, "d"] and t.column("d").to_pylist() == [2]
+
+
+def test_sample_stops_growing_at_a_syntax_error(tmp_path, monkeypatch):
+    """A broken first row (dead-lettered) does not make inference read ever larger samples of the file."""
+    from nebula.connectors.sources.csv import CsvSource
+
+    sizes = []
+    real = CsvSource._read_sample
+
+    def spy(self, path, size):
+        sizes.append(size)
+        return real(self, path, size)
+
+    monkeypatch.setattr(CsvSource, "_read_sample", spy)
+    p = write(tmp_path, 'a,b\n"x"y,1\n' + "".join(f"{i},{i}\n" for i in range(200)))
+    dl = tmp_path / "rej.jsonl"
+    r = nebula.copy(p, _mem(), sample_bytes=16, on_error="dead-letter", dead_letter=str(dl))
+    assert sizes == [16] and (r.rows_written, r.rows_rejected) == (200, 1)

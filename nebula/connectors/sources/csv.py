@@ -253,13 +253,15 @@ class CsvSource(Source):
             self._bytes_total = sum(input_size(p) for p in self.paths)
         except OSError:
             self._bytes_total = None
+        from ...kernels import csv as k
+
         o = self.opts
         size = o.sample_bytes
         while True:  # the sample must hold a whole data row (a first field of 10 MB may not fit in 4 MB)
             sample, eof = self._read_sample(self.paths[0], size)
             pos = self._skip_prefix(sample, self.paths[0])
-            tok, n, pos, line = self._tokenize_sample(sample, pos, eof, self.paths[0])
-            if eof or n > int(o.header) or size >= _SAMPLE_MAX:
+            tok, n, pos, line, status = self._tokenize_sample(sample, pos, eof, self.paths[0])
+            if eof or n > int(o.header) or status == k.ERROR or size >= _SAMPLE_MAX:
                 break
             size = min(size * 4, _SAMPLE_MAX)
         names, first_data = self._names_from(sample, tok, n, self.paths[0])
@@ -335,7 +337,7 @@ class CsvSource(Source):
             break
         if status == k.ERROR and n == 0 and self.opts.on_error == "fail":
             raise self._syntax_error(path, r, buf, 0)
-        return tok, n, nxt, line
+        return tok, n, nxt, line, status
 
     def _names_from(self, buf, tok, n, path) -> tuple[list[str], int]:
         o = self.opts
