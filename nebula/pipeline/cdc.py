@@ -108,6 +108,7 @@ def run_cdc(src, make_destination, *, name: str, mode: str, key: list[str] | Non
     ``make_destination(table)`` returns a fresh destination; ``store`` is a StateStore or None; ``meter`` a
     :class:`~nebula.pipeline.observe.PipelineMeter` for the whole stream (made here when not given).
     """
+    from ..state import DEFAULT_PATH
     from .observe import PipelineMeter
     from .runner import run_pipeline
 
@@ -129,6 +130,9 @@ def run_cdc(src, make_destination, *, name: str, mode: str, key: list[str] | Non
             s = make_destination(t).committed_state(state_name(name, t, tables))
             if s is not None:
                 table_states[t] = s
+    if hasattr(src, "resync_command"):  # named in errors that need a new snapshot (a purged binlog, ...)
+        src.resync_command = f"nebula state reset {name}" + (
+            "" if store is None or str(store.path) == DEFAULT_PATH else f" --state {store.path}")
     src.resume(previous, table_states)
     src.open()
     if store is not None and previous is None and src.state() is not None:
@@ -320,6 +324,12 @@ def destination_for(dest, table: str, tables: list[str], o):
         url = url.replace("{table}", table)
     elif len(tables) > 1 and scheme_of(url) == "file":
         raise ConfigError(f"{len(tables)} tables into one file: put {{table}} in the path, e.g. out/{{table}}.jsonl")
+    if scheme_of(url) in ("postgresql", "postgres") and "widen" not in o.dest_options:
+        # the source's declared types are the truth: ALTER TABLE ... MODIFY to a wider type (SMALLINT -> BIGINT,
+        # INT -> VARCHAR) mid-stream widens the destination column (plain copies range-check inferred ints)
+        import dataclasses
+
+        o = dataclasses.replace(o, dest_options={**o.dest_options, "widen": True})
     return make_destination(url, o)
 
 

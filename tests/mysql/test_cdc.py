@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -258,7 +259,7 @@ def test_purged_binlog_names_the_resync_command(db, maria, tmp_path):
             cur.execute("SHOW BINARY LOGS")
             if needed not in [r[0] for r in cur.fetchall()]:
                 break
-    with pytest.raises(SourceError, match="nebula state reset"):
+    with pytest.raises(SourceError, match=re.escape(f"Resync: nebula state reset p --state {state}, then run again")):
         nebula.copy(dsn, f"sqlite:///{tmp_path}/p.db", cdc=True, until_caught_up=True, state=state, name="p")
     p = _run_cli(["state", "reset", "p", "--state", state])
     p.communicate(timeout=30)

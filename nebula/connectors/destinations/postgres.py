@@ -32,7 +32,8 @@ option, otherwise integers are range-checked value by value); anything else is a
 
 Options: ``table``, ``db_schema`` (PostgreSQL schema of the table), ``copy`` (``binary``, default, or
 ``csv``: text COPY rendered by the CSV encoder), ``widen`` (ALTER int columns wider instead of
-range-checking), ``connect_timeout`` (s) and ``retries`` (connection attempts in all), which override the run's resilience
+range-checking, and any column to ``text`` when string values arrive for it; on by default for change
+streams, whose source declares its types), ``connect_timeout`` (s) and ``retries`` (connection attempts in all), which override the run's resilience
 policy (:mod:`nebula.connectors.resilience`; defaults 10 s and 5), and the
 libpq connection options of :data:`LIBPQ_OPTIONS` (``password``, ``sslmode``, ``sslrootcert``, ``sslcert``,
 ``sslkey``, ...), which may also be written in the URL's query as libpq reads them.
@@ -298,6 +299,8 @@ def _widening(t, typname: str, typmod: int, widen_ints: bool) -> str | None:
         return f"numeric({p2},{s2})" if p2 <= 1000 else None
     if k == "timestamp" and typname == "date":
         return "timestamptz" if t.tz else "timestamp"
+    if k == "string" and widen_ints and typname not in ("text", "varchar", "bpchar", "bytea"):
+        return "text"  # widen: a column that became text upstream (every type has a text form)
     return None
 
 

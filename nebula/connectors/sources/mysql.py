@@ -27,13 +27,16 @@ REPLICATION SLAVE and BINLOG MONITOR (MySQL: REPLICATION CLIENT) privileges.
 
 Changes: the table's columns plus ``_op`` ('r' snapshot, 'c' insert, 'u' update with the after image, 'd'
 delete with the before image; an update that changes the primary key is a 'd' of the before image then a
-'u'), ``_pos`` (the transaction's GTID ``domain-server-seq`` / ``uuid:n``, else ``file:pos``) and
-``_commit_ts`` (timestamptz; the binlog has whole seconds).
+'u'; 't' a TRUNCATE TABLE, one row of nulls: merge destinations empty the table there), ``_pos`` (the transaction's GTID ``domain-server-seq`` / ``uuid:n``, else ``file:pos``) and
+``_commit_ts`` (timestamptz; the binlog has whole seconds). In merge mode the snapshot replaces the table's
+rows (a 't' row leads it, in the same commit), so a resync leaves no row the source no longer has. A change to
+a captured table logged as a statement (a session with ``binlog_format`` STATEMENT or MIXED) cannot be
+captured: a SourceError naming the position and the resync command, after the transactions before it.
 
 Positions and resume: a transaction ends at its XidEvent (or COMMIT query, or is one DDL statement); the
 checkpoint is ``{"file", "pos", "gtid"}`` after the last transaction handed to the destinations. MariaDB
 resumes by GTID (``@slave_connect_state``), other servers by file/position; both exact. A purged binlog is
-a clear error naming ``nebula state reset NAME``. A dropped binlog connection is reopened from the last
+a clear error naming the resync command (``nebula state reset NAME [--state PATH]``). A dropped binlog connection is reopened from the last
 complete transaction (the partial one is read again, never twice) with the resilience layer's backoff and
 circuit breaker (:mod:`nebula.connectors.resilience`); connections are opened through it too.
 
@@ -42,17 +45,19 @@ by :meth:`Schema.evolve` (strings allowed): added columns are added, widened typ
 stays (null from then on).
 
 Types: TINYINT/SMALLINT/MEDIUMINT/INT/BIGINT -> int8/16/32/32/64 (unsigned: one size up; BIGINT UNSIGNED ->
-decimal(20,0)); YEAR -> int16; BIT -> int64; DECIMAL(p,s) -> decimal(p,s) (p > 38: string); FLOAT/DOUBLE
--> float32/float64; CHAR/VARCHAR/TEXT, ENUM, SET (``a,b``) -> string; BINARY/VARBINARY/BLOB -> binary (the
-bytes); JSON -> json; DATE -> date; DATETIME -> timestamp; TIMESTAMP ->
-timestamptz; TIME -> int64 microseconds. Zero dates ('0000-00-00') and invalid dates/datetimes become
-NULL, never an error: with ``--on-error dead-letter`` (or ``skip``) each is also counted as a rejected value
+decimal(20,0)); YEAR -> int16; BIT -> int64 (BIT(64): decimal(20,0)); DECIMAL(p,s) -> decimal(p,s) (p > 38:
+string, plain notation); FLOAT/DOUBLE -> float32/float64; CHAR/VARCHAR/TEXT, ENUM, SET (``a,b``) -> string;
+BINARY/VARBINARY/BLOB -> binary (the bytes; BINARY(n) padded to n with zero bytes, as stored); JSON -> json;
+DATE -> date; DATETIME -> timestamp; TIMESTAMP -> timestamptz; TIME -> int64 microseconds. Zero dates
+('0000-00-00', a zero TIMESTAMP) and invalid dates/datetimes ('2024-02-30' under ALLOW_INVALID_DATES) become
+NULL in the snapshot and the stream alike, never an error: with ``--on-error dead-letter`` (or ``skip``) each is also counted as a rejected value
 (dead-letter record naming table, column and position); the row itself is loaded.
 """
 
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -71,7 +76,7 @@ _OWN = ("tables", "cdc", "server_id", "connect_timeout", "retries", "until_caugh
         "password", *_TLS)
 _IGNORED = ("infer_schema", "columns", "schema", "on_error", "threads", "batch_rows", "dictionary",
             "dictionary_max", "sample_bytes", "block_size")
-_OPS = ("r", "c", "u", "d")
+_OPS = ("r", "c", "u", "d", "t")
 _CHANGE = [Field("_op", LogicalType("string")), Field("_pos", LogicalType("string")),
            Field("_commit_ts", LogicalType("timestamp", tz="UTC"))]
 _BAD_TEMPORAL = ("out of date range", "out of datetime range", "out of datetime2 range")
@@ -85,6 +90,24 @@ class _StreamLost(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(f"({code}) {message}")
         self.code = code
+
+
+def _lenient_dates() -> None:
+    """The binlog decoder reads an invalid DATE/DATETIME (``2024-02-30``, allowed by ALLOW_INVALID_DATES) as
+    None, as it already does for zero dates and DATETIME2: its ``datetime.date(...)`` raised ValueError for the
+    whole rows event. The value's bytes are consumed before that call, so the event decodes on."""
+    from pymysqlreplication.row_event import RowsEvent
+
+    if getattr(RowsEvent, "_nebula_lenient_dates", False):
+        return
+    for attr in ("_RowsEvent__read_date", "_RowsEvent__read_datetime"):
+        def lenient(self, *a, _read=getattr(RowsEvent, attr)):
+            try:
+                return _read(self, *a)
+            except ValueError:
+                return None  # the caller records why: "out of date range" / "out of datetime range"
+        setattr(RowsEvent, attr, lenient)
+    RowsEvent._nebula_lenient_dates = True
 
 
 def _strict_connect(**kw):
@@ -109,6 +132,7 @@ class _Col:
     kind: str  # how values arrive: int uint64 decimal bigdecimal float string binary date datetime
     #            timestamp time json enum set bit
     type: LogicalType
+    pad: int = 0  # BINARY(n) in the binlog: n (the binlog drops its trailing zero bytes, the column has them)
 
 
 _INTS = {"tinyint": ("int8", "int16"), "smallint": ("int16", "int32"), "mediumint": ("int32", "int32"),
@@ -124,8 +148,8 @@ def _col_from_catalog(name: str, data_type: str, column_type: str, precision, sc
         return _Col(name, "uint64", LogicalType("decimal", 20, 0)) if t is None else _Col(name, "int", LogicalType(t))
     if dt == "year":
         return _Col(name, "int", LogicalType("int16"))
-    if dt == "bit":
-        return _Col(name, "bit", LogicalType("int64"))
+    if dt == "bit":  # BIT(64) holds values past int64: decimal(20,0), like BIGINT UNSIGNED
+        return _Col(name, "bit", LogicalType("decimal", 20, 0) if int(precision or 1) > 63 else LogicalType("int64"))
     if dt in ("decimal", "numeric"):
         p, s = int(precision or 10), int(scale or 0)
         return _Col(name, "decimal", LogicalType("decimal", p, s)) if p <= 38 else _Col(name, "bigdecimal",
@@ -160,7 +184,7 @@ def _col_from_binlog(c) -> _Col:
     if t == F.YEAR:
         return _col_from_catalog(name, "year", "", None, None)
     if t == F.BIT:
-        return _col_from_catalog(name, "bit", "", None, None)
+        return _col_from_catalog(name, "bit", "", getattr(c, "bits", None), None)
     if t == F.NEWDECIMAL:
         return _col_from_catalog(name, "decimal", "", c.precision, c.decimals)
     if t in (F.FLOAT, F.DOUBLE):
@@ -179,7 +203,8 @@ def _col_from_binlog(c) -> _Col:
         return _col_from_catalog(name, "time", "", None, None)
     if t in (F.VARCHAR, F.STRING, F.VAR_STRING, F.BLOB, F.TINY_BLOB, F.MEDIUM_BLOB, F.LONG_BLOB):
         if (getattr(c, "character_set_name", None) or "").lower() == "binary":
-            return _Col(name, "binary", LogicalType("binary"))
+            return _Col(name, "binary", LogicalType("binary"), int(getattr(c, "max_length", 0) or 0)
+                        if t == F.STRING else 0)
         return _Col(name, "string", LogicalType("string"))
     return _Col(name, "string", LogicalType("string"))
 
@@ -195,9 +220,15 @@ def _build(col: _Col, values: list, bad: list[int] | None = None):
     try:
         if k == "uint64":
             return pa.array(values, pa.uint64()).cast(at)
-        if k == "bigdecimal":
-            return pa.array(values, pa.decimal256(76, 38)).cast(pa.string())
+        if k == "bigdecimal":  # text from the snapshot (CAST AS CHAR), Decimal from the binlog: plain notation,
+            # the column's scale (the decoder keeps trailing zeros), as MySQL prints it
+            if any(not isinstance(v, str | None) for v in values):
+                values = [v if v is None or isinstance(v, str) else format(v, "f") for v in values]
+            return pa.array(values, pa.string())
         if k == "binary":  # bytes from PyMySQL (snapshot) and from the binlog decoder (binary charset)
+            w = col.pad
+            if w:
+                values = [v if v is None or len(v) >= w else v + b"\0" * (w - len(v)) for v in values]
             return pa.array(values, pa.binary())
         if k == "set":
             if values and any(isinstance(v, set) for v in values):
@@ -212,7 +243,9 @@ def _build(col: _Col, values: list, bad: list[int] | None = None):
         if k == "bit":
             if values and any(isinstance(v, str) for v in values[:8]):  # the binlog decoder gives '0101'
                 values = [None if v is None else int(v, 2) for v in values]
-            return pa.array(values, pa.int64())
+            return pa.array(values, pa.uint64()).cast(at)
+        if k == "timestamp":
+            return _zero_timestamps(pa.array(values, at), bad)
         return pa.array(values, at)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
         if k not in ("date", "datetime", "timestamp"):
@@ -229,7 +262,21 @@ def _build(col: _Col, values: list, bad: list[int] | None = None):
             clean.append(None)
             if bad is not None:
                 bad.append(i)
-    return pa.array(clean, at)
+    return _zero_timestamps(pa.array(clean, at), bad) if k == "timestamp" else pa.array(clean, at)
+
+
+def _zero_timestamps(arr, bad: list[int] | None):
+    """A zero TIMESTAMP is stored as epoch second 0 and the binlog decoder reads it as 1970-01-01 00:00:00;
+    no valid TIMESTAMP is before 1970-01-01 00:00:01 UTC: those become null (reported, like zero dates)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    zero = pc.fill_null(pc.less(arr.cast(pa.int64()), 1_000_000), False)
+    if not pc.any(zero).as_py():
+        return arr
+    if bad is not None:
+        bad.extend(int(i) for i in np.flatnonzero(zero.to_numpy(zero_copy_only=False)))
+    return pc.if_else(zero, pa.scalar(None, arr.type), arr)
 
 
 # -- connections, URL -------------------------------------------------------------------------------------
@@ -307,6 +354,7 @@ class MysqlSource(Source):
         self.name = self.tables[0] if len(self.tables) == 1 else self.db
         self.bytes_read = 0
         self.warnings: list[str] = []
+        self.resync_command = ""  # set by run_cdc: ``nebula state reset NAME [--state PATH]``
         self._schemas: dict[str, Schema] = {}  # data columns, evolved
         self._cols: dict[str, list[_Col]] = {}
         self._keys: dict[str, list[str]] = {}
@@ -321,6 +369,7 @@ class MysqlSource(Source):
         self._queue: queue.Queue = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self._done = False
+        self._error: BaseException | None = None  # the reader's error, raised after the round before it
         self._scanned: tuple = (0, 0)  # how far the reader has read, between transactions
 
     # -- ChangeSource protocol ----------------------------------------------------------------------------
@@ -463,8 +512,30 @@ class MysqlSource(Source):
 
     def _purged_message(self, what: str) -> str:
         return (f"{self.label}: the binlog needed to resume ({what}) was purged from the server; the changes "
-                f"since the last checkpoint are lost to CDC. Resync: nebula state reset NAME (the pipeline's name, "
-                f"default {self.name!r}), then run again: it takes a new snapshot")
+                f"since the last checkpoint are lost to CDC. Resync: {self._resync()}, then run again: it takes a new "
+                f"snapshot")
+
+    def _resync(self) -> str:
+        return self.resync_command or f"nebula state reset NAME (the pipeline's name, default {self.name!r})"
+
+    def _statement(self, ev, query: str, where: str):
+        """A statement in the binlog: a TRUNCATE of a captured table is a 't' segment (the change log records
+        it, merge empties the table); a change to a captured table logged as a statement (a session with
+        binlog_format STATEMENT or MIXED) cannot be captured: a SourceError, never a silent gap."""
+        text = _SQL_NOISE.sub(" ", query).strip()
+        m = _DML.match(text)
+        if m is None:
+            return None
+        schema = ev.schema.decode("utf-8", "replace") if isinstance(ev.schema, bytes) else str(ev.schema or "")
+        hit = [t for db, t in _names_in(text) if t in self._schemas and (db or schema) == self.db]
+        if not hit:
+            return None
+        if m.group(1).upper() == "TRUNCATE":
+            return _Segment(hit[0], (), "t", [{}], [{}])
+        raise SourceError(f"{self.label}: at {where}: a change to {self.db}.{hit[0]} was logged as a statement "
+                          f"({text[:80]!r}: the writing session has binlog_format STATEMENT or MIXED); CDC reads row "
+                          f"events only, so it cannot capture it. Make every writer use binlog_format=ROW, then "
+                          f"resync: {self._resync()}")
 
     def _load_table(self, cur, table: str) -> None:
         cur.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, COLUMN_KEY "
@@ -519,6 +590,8 @@ class MysqlSource(Source):
         if self._reader is None:
             self._reader = threading.Thread(target=self._read_binlog, name="nebula-binlog", daemon=True)
             self._reader.start()
+        if self._error is not None:
+            raise self._error
         txns: list[_Txn] = []
         changes = 0
         deadline = time.monotonic() + max_seconds
@@ -538,7 +611,10 @@ class MysqlSource(Source):
                     raise SourceError(f"{self.label}: the binlog reader stopped") from None
                 continue
             if isinstance(item, BaseException):
-                raise item
+                if not txns:
+                    raise item
+                self._error = item  # the transactions before it are loaded (and checkpointed) first
+                break
             txns.append(item)
             changes += item.changes
             caught = _order(item.pos) >= self._target
@@ -660,6 +736,7 @@ class MysqlSource(Source):
         )
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
+        _lenient_dates()
         a = self.conn_args
         settings = {"host": a["host"], "port": a["port"], "user": a["user"], "password": a["password"],
                     "connect_timeout": self.timeout, "read_timeout": 30, **({"ssl": a["ssl"]} if a.get("ssl") else {})}
@@ -699,8 +776,12 @@ class MysqlSource(Source):
                     if q == "BEGIN":
                         in_txn = True
                         continue
-                    if in_txn and q != "COMMIT":
-                        continue
+                    if q != "COMMIT":
+                        seg = self._statement(ev, ev.query if isinstance(ev.query, str) else "", f"{file}:{end}")
+                        if seg is not None:
+                            segs.append(seg)
+                        if in_txn:
+                            continue
                 elif not isinstance(ev, XidEvent):  # a rows event
                     segs.extend(self._segments(ev))
                     continue
@@ -752,6 +833,19 @@ class MysqlSource(Source):
         new = cur.evolve(incoming, allow_string=True)
         self._schemas[table] = new
         return new
+
+
+_SQL_NOISE = re.compile(r"/\*.*?\*/|(?:--|#)[^\n]*|'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"", re.S)
+_DML = re.compile(r"(INSERT|REPLACE|UPDATE|DELETE|LOAD|TRUNCATE)\b", re.I)
+_NAME = re.compile(r"(?:(`(?:[^`]|``)+`|[\w$]+)\s*\.\s*)?(`(?:[^`]|``)+`|[\w$]+)")
+
+
+def _names_in(sql: str) -> list[tuple[str | None, str]]:
+    """Every (database or None, name) an SQL text names (comments and string literals removed before)."""
+    def unq(x: str) -> str:
+        return x[1:-1].replace("``", "`") if x.startswith("`") else x
+
+    return [(unq(m.group(1)) if m.group(1) else None, unq(m.group(2))) for m in _NAME.finditer(sql)]
 
 
 def _order(s: dict) -> tuple:
@@ -873,32 +967,44 @@ class _SnapshotPart(_Part):
         cur = pymysql.cursors.SSCursor(o._conn)
         try:
             cur.execute(f"SELECT {', '.join(exprs)} FROM {_qi(o.db)}.{_qi(self.table)}")
+            first = True
             while True:
                 rows = cur.fetchmany(o.batch_rows)
+                if not rows and not (first and self.merge_key):
+                    break
+                yield (self._schema, rows, first)
                 if not rows:
                     break
-                yield (self._schema, rows)
+                first = False
         finally:
             cur.close()
 
     def parse(self, chunk, batch, rejects) -> ParseStats:
         import pyarrow as pa
 
-        schema, rows = chunk
+        schema, rows, first = chunk
         o = self.owner
         n = len(rows)
-        columns = list(zip(*rows, strict=True))
+        cols = o._cols[self.table]
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(cols)
         arrays, bad = {}, []
-        for i, c in enumerate(o._cols[self.table]):
+        for i, c in enumerate(cols):
             b: list[int] = []
             arrays[c.name] = _build(c, list(columns[i]), b)
             bad += [(r, c.name, f"snapshot row {r + 1}") for r in b]
-        ops = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["r"])).cast(pa.string())
+        # merge mode: the snapshot replaces the table's rows (a resync after `nebula state reset` leaves no row
+        # the source no longer has): a truncate row leads the first batch, in the same commit as the rows
+        cut = 1 if first and self.merge_key else 0
+        if cut:
+            arrays = {k: pa.concat_arrays([pa.nulls(1, a.type), a]) for k, a in arrays.items()}
+        codes = np.zeros(n + cut, np.int32)
+        codes[:cut] = 1
+        ops = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(["r", "t"])).cast(pa.string())
         label = o._pos_label()
-        pos = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([label])).cast(pa.string())
-        ts = pa.array(np.full(n, o._snapshot_ts, np.int64)).cast(pa.timestamp("us", tz="UTC"))
+        pos = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n + cut, np.int32)), pa.array([label])).cast(pa.string())
+        ts = pa.array(np.full(n + cut, o._snapshot_ts, np.int64)).cast(pa.timestamp("us", tz="UTC"))
         data = Schema(f for f in schema if f.name not in ("_op", "_pos", "_commit_ts"))
-        self._emit(schema, data, arrays, n, ops, pos, ts, batch)
+        self._emit(schema, data, arrays, n + cut, ops, pos, ts, batch)
         self._report(rejects, bad)
         return ParseStats(rows=n)
 
@@ -938,10 +1044,14 @@ class _ChangePart(_Part):
         for s in segs[1:]:
             for c in s.cols:
                 cols.setdefault(c.name, c)
-        arrays = {}
+        seg_of = np.repeat(np.arange(len(segs)), lens)
+        arrays, bad = {}, []
         for name, c in cols.items():
-            arrays[name] = _build(c, [r.get(name) for r in rows])
-        bad = [(i, k, segs[0].pos) for i, ns in enumerate(nones) if ns for k, why in ns.items() if why in _BAD_TEMPORAL]
+            b: list[int] = []
+            arrays[name] = _build(c, [r.get(name) for r in rows], b)
+            bad += [(i, name, segs[seg_of[i]].pos) for i in b]
+        bad += [(i, k, segs[seg_of[i]].pos) for i, ns in enumerate(nones) if ns for k, why in ns.items()
+                if why in _BAD_TEMPORAL]
         codes = np.repeat(np.array([_OPS.index(s.op) for s in segs], np.int32), lens)
         ops = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(list(_OPS))).cast(pa.string())
         labels = pa.array([s.pos for s in segs])
