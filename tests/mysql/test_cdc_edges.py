@@ -253,3 +253,66 @@ def test_server_settings_and_privileges_are_one_line_cli_errors(db, maria, tmp_p
     err = p.stderr.strip()
     assert p.returncode == 2 and "\n" not in err and want in err and "Traceback" not in err, err
     assert "cdc-pass-7" not in err and "pw9" not in err
+
+
+def test_server_restart_mid_stream_is_retried_and_resumed(tmp_path):
+    """The binlog connection drops and the first reconnections are refused while the server restarts: each is
+    retried with backoff (they failed the run at once), then the stream resumes from the last transaction."""
+    import threading
+    import time
+
+    from nebula.connectors.destinations.sqlite import SqliteDestination as Sqlite
+    from nebula.connectors.sources.mysql import MysqlSource
+    from nebula.pipeline.cdc import CdcOptions, run_cdc
+    from nebula.pipeline.deadletter import Rejects
+
+    from ._server import MariaDbServer
+
+    srv = started(lambda: MariaDbServer(), "MariaDB")
+    try:
+        with srv.root().cursor() as cur:
+            cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+            cur.execute("INSERT INTO t VALUES (1, 1)")
+        src = MysqlSource(srv.dsn, options={"cdc": True, "retries": 8})
+        stop, rounds, box = threading.Event(), [], {}
+
+        def go():
+            try:
+                run_cdc(src, lambda t: Sqlite(f"sqlite:///{tmp_path}/d.db"), name="x", mode="merge", key=None,
+                        store=None, rejects=Rejects("fail"), stop=stop, opts=CdcOptions(max_seconds=0.3),
+                        on_round=rounds.append)
+            except BaseException as e:  # noqa: BLE001
+                box["e"] = e
+
+        t = threading.Thread(target=go)
+        t.start()
+        deadline = time.time() + 60
+        while len(rounds) < 2 and "e" not in box and time.time() < deadline:  # snapshot, then streaming
+            time.sleep(0.05)
+        with srv.root().cursor() as cur:
+            cur.execute("INSERT INTO t VALUES (2, 2)")
+        srv.proc.kill()
+        srv.proc.wait()
+        time.sleep(1.5)  # reconnections are refused meanwhile
+        srv.proc = subprocess.Popen([srv.mariadbd, f"--defaults-file={srv.cnf}"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        srv._wait()
+        with srv.root().cursor() as cur:
+            cur.execute("UPDATE t SET v = 10 WHERE id = 1")
+            cur.execute("INSERT INTO t VALUES (3, 3)")
+        want = [(1, 10), (2, 2), (3, 3)]
+        deadline = time.time() + 60
+        got = []
+        while time.time() < deadline and "e" not in box:
+            if os.path.exists(tmp_path / "d.db"):
+                got = sqlite3.connect(tmp_path / "d.db").execute("SELECT id, v FROM t ORDER BY id").fetchall()
+                if got == want:
+                    break
+            time.sleep(0.2)
+        stop.set()
+        t.join(30)
+        assert "e" not in box, box.get("e")
+        assert got == want
+        assert any("Connection refused" in w or "Can't connect" in w for w in src.warnings), src.warnings
+    finally:
+        srv.stop()

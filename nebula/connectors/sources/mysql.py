@@ -121,7 +121,11 @@ def _strict_connect(**kw):
                 code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
                 raise _StreamLost(code, str(e.args[1] if len(e.args) > 1 else e)) from e
 
-    return _Conn(**kw)
+    try:
+        return _Conn(**kw)
+    except pymysql.err.OperationalError as e:  # reconnecting while the server restarts: retried like a drop
+        code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+        raise _StreamLost(code, str(e.args[1] if len(e.args) > 1 else e)) from e
 
 
 # -- types ------------------------------------------------------------------------------------------------
