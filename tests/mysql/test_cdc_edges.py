@@ -144,6 +144,12 @@ def test_truncate_statement_changes_and_resync(db, maria, tmp_path):
         (1, "r"), (2, "r"), (5, "c"), (None, "t"), (3, "c")]
     # the checkpoint is committed with the destination's rows and agrees with the state store
     assert SqliteDestination(merged).committed_state("m") == StateStore(state).get("m")
+    with c.cursor() as cur:  # DROP TABLE and a new table of the same name: the old rows go too
+        cur.execute("DROP TABLE tr")
+        cur.execute("CREATE TABLE tr (id INT PRIMARY KEY, v INT)")
+        cur.execute("INSERT INTO tr VALUES (6, 6)")
+    nebula.copy(dsn, merged, cdc=True, until_caught_up=True, state=state, name="m", mode="merge")
+    assert sqlite3.connect(tmp_path / "m.db").execute("SELECT id, v FROM tr").fetchall() == [(6, 6)]
 
     # a session logging statements: its change cannot be captured; a one-line error naming the exact resync
     with c.cursor() as cur:
@@ -158,13 +164,13 @@ def test_truncate_statement_changes_and_resync(db, maria, tmp_path):
     assert "\n" not in err and "logged as a statement" in err and "binlog_format=ROW" in err, err
     assert err.endswith(f"resync: nebula state reset m --state {state}") and "cdc-pass-7" not in err
     # the transactions before it were loaded
-    assert sqlite3.connect(tmp_path / "m.db").execute("SELECT id FROM tr ORDER BY id").fetchall() == [(3,), (7,)]
+    assert sqlite3.connect(tmp_path / "m.db").execute("SELECT id FROM tr ORDER BY id").fetchall() == [(6,), (7,)]
     with pytest.raises(SourceError, match="logged as a statement"):
         nebula.copy(dsn, merged, cdc=True, until_caught_up=True, state=state, name="m", mode="merge")
 
     # resync: a new snapshot replaces the merged rows (a row the source lost meanwhile does not stay)
     with c.cursor() as cur:
-        cur.execute("DELETE FROM tr WHERE id = 3")
+        cur.execute("DELETE FROM tr WHERE id = 6")
         cur.execute("SET SESSION binlog_format = 'STATEMENT'")
         cur.execute("DELETE FROM tr WHERE id = 7")
         cur.execute("SET SESSION binlog_format = 'ROW'")

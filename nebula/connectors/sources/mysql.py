@@ -27,7 +27,7 @@ REPLICATION SLAVE and BINLOG MONITOR (MySQL: REPLICATION CLIENT) privileges.
 
 Changes: the table's columns plus ``_op`` ('r' snapshot, 'c' insert, 'u' update with the after image, 'd'
 delete with the before image; an update that changes the primary key is a 'd' of the before image then a
-'u'; 't' a TRUNCATE TABLE, one row of nulls: merge destinations empty the table there), ``_pos`` (the transaction's GTID ``domain-server-seq`` / ``uuid:n``, else ``file:pos``) and
+'u'; 't' a TRUNCATE TABLE or DROP TABLE, one row of nulls: merge destinations empty the table there), ``_pos`` (the transaction's GTID ``domain-server-seq`` / ``uuid:n``, else ``file:pos``) and
 ``_commit_ts`` (timestamptz; the binlog has whole seconds). In merge mode the snapshot replaces the table's
 rows (a 't' row leads it, in the same commit), so a resync leaves no row the source no longer has. A change to
 a captured table logged as a statement (a session with ``binlog_format`` STATEMENT or MIXED) cannot be
@@ -522,20 +522,20 @@ class MysqlSource(Source):
     def _resync(self) -> str:
         return self.resync_command or f"nebula state reset NAME (the pipeline's name, default {self.name!r})"
 
-    def _statement(self, ev, query: str, where: str):
-        """A statement in the binlog: a TRUNCATE of a captured table is a 't' segment (the change log records
-        it, merge empties the table); a change to a captured table logged as a statement (a session with
+    def _statement(self, ev, query: str, where: str) -> list:
+        """The segments of a statement in the binlog: a TRUNCATE or DROP TABLE of a captured table is a 't'
+        segment (the change log records it, merge empties the table); a change to a captured table logged as a statement (a session with
         binlog_format STATEMENT or MIXED) cannot be captured: a SourceError, never a silent gap."""
         text = _SQL_NOISE.sub(" ", query).strip()
         m = _DML.match(text)
         if m is None:
-            return None
+            return []
         schema = ev.schema.decode("utf-8", "replace") if isinstance(ev.schema, bytes) else str(ev.schema or "")
         hit = [t for db, t in _names_in(text) if t in self._schemas and (db or schema) == self.db]
         if not hit:
-            return None
-        if m.group(1).upper() == "TRUNCATE":
-            return _Segment(hit[0], (), "t", [{}], [{}])
+            return []
+        if m.group(1).upper().startswith(("TRUNCATE", "DROP")):  # DROP TABLE: its rows are gone too
+            return [_Segment(t, (), "t", [{}], [{}]) for t in dict.fromkeys(hit)]
         raise SourceError(f"{self.label}: at {where}: a change to {self.db}.{hit[0]} was logged as a statement "
                           f"({text[:80]!r}: the writing session has binlog_format STATEMENT or MIXED); CDC reads row "
                           f"events only, so it cannot capture it. Make every writer use binlog_format=ROW, then "
@@ -781,9 +781,7 @@ class MysqlSource(Source):
                         in_txn = True
                         continue
                     if q != "COMMIT":
-                        seg = self._statement(ev, ev.query if isinstance(ev.query, str) else "", f"{file}:{end}")
-                        if seg is not None:
-                            segs.append(seg)
+                        segs += self._statement(ev, ev.query if isinstance(ev.query, str) else "", f"{file}:{end}")
                         if in_txn:
                             continue
                 elif not isinstance(ev, XidEvent):  # a rows event
@@ -840,7 +838,7 @@ class MysqlSource(Source):
 
 
 _SQL_NOISE = re.compile(r"/\*.*?\*/|(?:--|#)[^\n]*|'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"", re.S)
-_DML = re.compile(r"(INSERT|REPLACE|UPDATE|DELETE|LOAD|TRUNCATE)\b", re.I)
+_DML = re.compile(r"(INSERT|REPLACE|UPDATE|DELETE|LOAD|TRUNCATE|DROP\s+TABLE)\b", re.I)
 _NAME = re.compile(r"(?:(`(?:[^`]|``)+`|[\w$]+)\s*\.\s*)?(`(?:[^`]|``)+`|[\w$]+)")
 
 
