@@ -212,7 +212,13 @@ def make_destination(url: str, o: CopyOptions):
         return PartitionedDestination(url, options=opts)
     spec = resolve("destination", url, o.dest_format)
     cls = spec.load()
-    return cls(url, options=dict(o.dest_options))
+    dest = cls(url, options=dict(o.dest_options))
+    if o.dest_options.get("compression_level") is not None and hasattr(dest, "level"):  # a file destination
+        from .connectors.destinations._atomic import check_level
+        from .connectors.destinations.files import ParquetDestination
+
+        check_level(url, getattr(dest, "compression", None), dest.level, parquet=isinstance(dest, ParquetDestination))
+    return dest
 
 
 def _label(url) -> str:

@@ -122,6 +122,16 @@ def fs_and_path(url: str):
 
 
 # -- errors ---------------------------------------------------------------------------------------
+def _fs_errors() -> tuple[type, ...]:
+    """What pyarrow's filesystems raise: ``OSError`` mostly, but a google-cloud-cpp status such as
+    INVALID_ARGUMENT (unusable GOOGLE_APPLICATION_CREDENTIALS) comes as ``ArrowInvalid``."""
+    import pyarrow.lib
+
+    return OSError, pyarrow.lib.ArrowException
+
+
+_CREDENTIALS = ("Could not create a OAuth2 access token", "Invalid ServiceAccountCredentials",
+                "Invalid AuthorizedUserCredentials", "credentials file")
 _DENIED = ("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH",
            "SignatureDoesNotMatch", "PERMISSION_DENIED", "UNAUTHENTICATED", "HTTP status 403", "HTTP status 401",
            "status code: 403", "status code: 401", "Forbidden")
@@ -138,8 +148,12 @@ def remote_error(url: str, e: BaseException, *, source: bool, what: str) -> Nebu
     msg = str(e)
     cls = SourceError if source else DestinationError
     bucket = split(url)[1].split("/", 1)[0] if is_remote(url) else "?"
-    if any(s in msg for s in _NO_BUCKET):
+    if any(s in msg for s in _NO_BUCKET) or (isinstance(e, FileNotFoundError) and "CreateResumableUpload" in msg):
         return cls(f"{url}: {what}: bucket {bucket!r} does not exist", retryable=False)
+    if any(s in msg for s in _CREDENTIALS):
+        detail = msg.split("The underlying error message was:", 1)[-1] if "underlying error" in msg else msg
+        var = " (GOOGLE_APPLICATION_CREDENTIALS)" if url.lower().startswith(("gs:", "gcs:")) else ""
+        return cls(f"{url}: {what}: the credentials{var} cannot be used: {_short(detail)}", retryable=False)
     if any(s in msg for s in _DENIED):
         return cls(f"{url}: {what}: access denied (check the credentials and the bucket's permissions)",
                    retryable=False)
@@ -160,7 +174,7 @@ def _call(url: str, fn, *, source: bool, what: str, passthrough: tuple[type, ...
             return fn()
         except passthrough:
             raise
-        except OSError as e:
+        except _fs_errors() as e:
             raise remote_error(url, e, source=source, what=what) from e
 
     return retry_call(once, endpoint=endpoint_of(url), what="object store request")
@@ -181,6 +195,7 @@ def expand(spec: str) -> list[tuple[str, int]]:
     if not any(ch in path for ch in "*?["):
         info = _call(spec, lambda: fs.get_file_info(path), source=True, what="cannot list")
         if info.type == pafs.FileType.NotFound:
+            _check_bucket(spec, fs, path)
             raise SourceError(f"{spec}: no such object", retryable=False)
         if info.type != pafs.FileType.File:
             raise SourceError(f"{spec}: is a prefix, not an object (use a glob like {spec.rstrip('/')}/*.csv)")
@@ -193,8 +208,19 @@ def expand(spec: str) -> list[tuple[str, int]]:
     hits = sorted((url_of(scheme, i.path), i.size) for i in infos
                   if i.type == pafs.FileType.File and rx.match(i.path) and not _hidden(i.path))
     if not hits:
+        _check_bucket(spec, fs, path)
         raise SourceError(f"{spec}: no object matches this pattern")
     return hits
+
+
+def _check_bucket(spec: str, fs, path: str) -> None:
+    """Nothing found at ``spec``: a SourceError naming the bucket when it is the bucket that is missing."""
+    import pyarrow.fs as pafs
+
+    bucket = path.split("/", 1)[0]
+    info = _call(spec, lambda: fs.get_file_info(bucket), source=True, what="cannot list")
+    if info.type == pafs.FileType.NotFound:
+        raise SourceError(f"{spec}: bucket {bucket!r} does not exist", retryable=False)
 
 
 def _hidden(path: str) -> bool:
@@ -234,7 +260,7 @@ class RemoteReader(io.RawIOBase):
                 if not k:
                     break
                 got += k
-        except OSError as e:
+        except _fs_errors() as e:
             raise remote_error(self.name, e, source=True, what="read failed") from e
         return got
 
@@ -272,19 +298,22 @@ class RemoteAtomicFile:
         self._done = False
         self._raw = None
         self._stream = None
-        self.bytes = 0
+        self.bytes = 0  # bytes that reached the object (after compression), the kept content included
+        self.initial_size = 0  # the kept content of an append
+        self.stored: int | None = None  # the object's size once finished
         try:
             self._raw = _call(url, lambda: self.fs.open_output_stream(self.temp_key, compression=None), source=False,
                               what="cannot write")
             if keep_existing:
                 self._copy_existing()
+            self.bytes = self.initial_size = self._raw.tell()
             if compression:
                 from ..connectors.destinations._atomic import _compressor
 
                 self._stream = _compressor(self._raw, compression, level)
             else:
                 self._stream = self._raw
-        except OSError as e:
+        except _fs_errors() as e:
             self._cleanup(delete=self._raw is not None)
             raise remote_error(url, e, source=False, what="cannot write") from e
         except NebulaError:
@@ -312,13 +341,14 @@ class RemoteAtomicFile:
                 self._raw.write(buf)
 
     def write(self, data) -> int:
+        """Write ``data``; returns the bytes that reached the object (after compression, so far)."""
         try:
             self._stream.write(data)
-        except OSError as e:
+            pos = self._raw.tell()
+        except _fs_errors() as e:
             raise remote_error(self.path, e, source=False, what="upload failed") from e
-        n = len(data) if not hasattr(data, "nbytes") else data.nbytes
-        self.bytes += n
-        return n
+        done, self.bytes = pos - self.bytes, pos
+        return max(0, done)
 
     def finish(self) -> None:
         """Complete the temporary object (no final key yet)."""
@@ -326,8 +356,9 @@ class RemoteAtomicFile:
             if self._stream is not None and self._stream is not self._raw:
                 self._stream.close()
             if self._raw is not None:
+                self.stored = self._raw.tell()
                 self._raw.close()
-        except OSError as e:
+        except _fs_errors() as e:
             self._cleanup()
             raise remote_error(self.path, e, source=False, what="upload failed") from e
         self._stream = self._raw = None

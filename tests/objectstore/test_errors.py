@@ -219,3 +219,71 @@ def test_unreachable_gcs_endpoint_is_retryable(local_csv, monkeypatch):
     with pytest.raises(ConnectionFailed, match="unreachable") as e:
         nebula.copy(str(local_csv), "gs://nb-any/x.csv")
     assert e.value.retryable is True and "error_info" not in str(e.value)
+
+
+def test_missing_bucket_is_named_on_reads_and_gcs_writes(s3, gs, local_csv):
+    for url in ("s3://nb-missing-bucket/x.csv", "s3://nb-missing-bucket/dir/*.csv", "gs://nb-missing-bucket/x.csv"):
+        with pytest.raises(SourceError, match="bucket 'nb-missing-bucket' does not exist") as e:
+            nebula.read_csv(url)
+        assert e.value.retryable is False
+    with pytest.raises(SourceError, match="no such object"):  # the bucket is there, the object is not
+        nebula.read_csv(s3.url("missing.csv"))
+    with pytest.raises(DestinationError, match="bucket 'nb-missing-bucket' does not exist"):
+        nebula.copy(str(local_csv), "gs://nb-missing-bucket/x.csv")
+    with pytest.raises(DestinationError, match="bucket 'nb-missing-bucket' does not exist"):
+        nebula.copy(str(local_csv), "gs://nb-missing-bucket/t/", partition_by="country")
+
+
+@pytest.mark.parametrize("content", ['{"type": "service_account", "project_id": "p"}', "not json", None])
+def test_unusable_google_application_credentials(local_csv, tmp_path, monkeypatch, content):
+    """GOOGLE_APPLICATION_CREDENTIALS is what the GCS client authenticates with (no emulator set): a file
+    it cannot use is a typed, non-retryable error naming it, before any request is sent."""
+    import subprocess
+
+    from .test_kill import NEBULA
+
+    creds = tmp_path / "sa.json"
+    if content is not None:
+        creds.write_text(content)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
+    with pytest.raises(DestinationError, match=r"credentials \(GOOGLE_APPLICATION_CREDENTIALS\) cannot be used") as e:
+        nebula.copy(str(local_csv), "gs://nb-any/x.csv")
+    assert e.value.retryable is False and str(creds) in str(e.value)
+    with pytest.raises(SourceError, match="cannot be used"):
+        nebula.read_csv("gs://nb-any/x.csv")
+    with pytest.raises(DestinationError, match="cannot be used"):
+        nebula.copy(str(local_csv), "gs://nb-any/t/", partition_by="country")
+    r = subprocess.run([*NEBULA, "copy", str(local_csv), "gs://nb-any/x.parquet", "--no-progress", "--state",
+                        str(tmp_path / "s.db")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "cannot be used" in r.stderr and "internal error" not in r.stderr
+
+
+@pytest.mark.parametrize("dest,opts,msg", [
+    ("l/x.parquet", {"compression": "zstd", "compression_level": 99}, "out of range for zstd"),
+    ("l/x.parquet", {"compression": "snappy", "compression_level": 3}, "'snappy' takes no compression_level"),
+    ("l/x.parquet", {"compression": "none", "compression_level": 3}, "'none' takes no compression_level"),
+    ("l/x.csv.gz", {"compression_level": 10}, "out of range for gzip"),
+    ("l/x.jsonl.zst", {"compression_level": 23}, "out of range for zstd"),
+    ("l/x.csv.lz4", {"compression_level": 17}, "out of range for lz4"),
+    ("l/x.csv", {"compression_level": 3}, "'none' takes no compression_level"),
+    ("l/x.parquet", {"compression_level": "9"}, "must be an integer"),
+    ("l/t/", {"compression_level": 99}, "out of range for zstd"),
+    ("l/t/", {"compression": "lzma"}, "unknown Parquet compression 'lzma'"),
+])
+def test_bad_compression_level_is_a_config_error(s3, local_csv, dest, opts, msg):
+    from nebula.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=msg):
+        nebula.copy(str(local_csv), s3.url(dest), dest_options=opts)
+    assert s3.keys() == []
+
+
+@pytest.mark.parametrize("dest,opts", [("l/x.parquet", {"compression": "zstd", "compression_level": 22}),
+                                       ("l/x.parquet", {"compression": "brotli", "compression_level": 0}),
+                                       ("l/x.csv.gz", {"compression_level": 0}),
+                                       ("l/x.jsonl.zst", {"compression_level": -5}),
+                                       ("l/x.csv.lz4", {"compression_level": 16})])
+def test_levels_at_the_ends_of_the_ranges_work(s3, local_csv, dest, opts):
+    assert nebula.copy(str(local_csv), s3.url(dest), dest_options=opts).rows_written == 500

@@ -231,3 +231,32 @@ def test_replace_never_deletes_files_it_did_not_write(s3, local_csv):
     keys = s3.keys("mixed")
     assert "mixed/README.txt" in keys and "mixed/country=de/other-tool.parquet" in keys
     assert not any("-m1-" in k for k in keys) and any("-m2-" in k for k in keys)
+
+
+@pytest.mark.parametrize("fmt,comp", [("parquet", None), ("jsonl", "gzip"), ("csv", "zstd"), ("csv", "lz4")])
+def test_rollover_by_size_of_parquet_and_compressed_files(store, tmp_path, fmt, comp):
+    """Parquet files report their bytes only as row groups land and compressed ones as the codec emits
+    them: files still roll over near the size asked for (the first is cut by its Arrow size, smaller)."""
+    src = tmp_path / "o.csv"
+    src.write_bytes(orders_csv(40_000, days=2))
+    limit = 64 << 10
+    nebula.copy(str(src), store.url("sz/"), dest_format=fmt, max_file_size="64KB", batch_rows=4096,
+                dest_options={"compression": comp} if comp else {})
+    m = _manifest(store, "sz")
+    assert m["rows"] == 40_000
+    sizes = [f["bytes"] for f in m["files"]]
+    assert sizes == [store.fs.get_file_info(f"{store.bucket}/sz/{f['path']}").size for f in m["files"]]
+    assert len(sizes) >= 4 and max(sizes) <= limit * 1.25, sizes
+    assert all(s >= limit * 0.75 for s in sizes[1:-1]), sizes  # filled, not cut early
+    t = (_dataset(store, "sz", fmt="json" if fmt == "jsonl" else fmt) if fmt != "csv" else None)
+    if t is not None:
+        assert sorted(t.to_table(columns=["id"]).column("id").to_pylist()) == list(range(40_000))
+
+
+@pytest.mark.parametrize("spec", ["_region", "date(_ts)", ".hidden"])
+def test_partition_column_that_readers_would_skip_is_refused(tmp_path, spec):
+    col = spec[5:-1] if spec.startswith("date(") else spec
+    src = tmp_path / "o.csv"
+    src.write_text(f"id,{col}\n1,2024-01-01 00:00:00\n")
+    with pytest.raises(nebula.errors.ConfigError, match=f"column '{col}' starts with"):
+        nebula.copy(str(src), str(tmp_path / "out") + "/", partition_by=spec)

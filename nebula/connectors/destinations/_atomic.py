@@ -212,6 +212,27 @@ class AtomicFile:
                 _live.discard(self.temp_path)
 
 
+# compression levels each codec accepts (inclusive); a codec missing here takes none (snappy, none)
+_TEXT_LEVELS = {"gzip": (0, 9), "zstd": (-131072, 22), "lz4": (0, 16)}
+_PARQUET_LEVELS = {"gzip": (0, 9), "zstd": (-131072, 22), "lz4": (1, 12), "brotli": (0, 11)}
+
+
+def check_level(where: str, codec: str | None, level, *, parquet: bool) -> None:
+    """A ConfigError unless ``level`` is None or a level ``codec`` accepts (the libraries would clamp
+    some silently, e.g. Parquet zstd 99, and fail on others with their own exceptions)."""
+    if level is None:
+        return
+    codec = (codec or "none").lower()
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise ConfigError(f"{where}: compression_level must be an integer, not {level!r}")
+    span = (_PARQUET_LEVELS if parquet else _TEXT_LEVELS).get(codec)
+    if span is None:
+        raise ConfigError(f"{where}: compression {codec!r} takes no compression_level")
+    if not span[0] <= level <= span[1]:
+        raise ConfigError(f"{where}: compression_level {level} is out of range for {codec} "
+                          f"({span[0]} to {span[1]})")
+
+
 def _compressor(raw, compression: str, level: int | None):
     if compression == "gzip":
         import gzip

@@ -43,7 +43,7 @@ import numpy as np
 
 from ...errors import ConfigError, DestinationError
 from ..base import Capabilities, Destination
-from ._atomic import is_remote
+from ._atomic import check_level, is_remote
 
 MANIFEST = "_manifest.json"
 STAGING = "_staging"
@@ -97,6 +97,9 @@ def parse_partition_by(spec, schema) -> list[_Key]:
             raise ConfigError(f"partition_by: date({col}) needs a timestamp or date column, {col!r} is {t}")
         if kind == "value" and t.kind in ("float32", "float64", "json", "decimal", "struct", "list", "binary"):
             raise ConfigError(f"partition_by: cannot partition by {col!r} of type {t}")
+        if col[:1] in ("_", "."):  # the directory would be `_x=…/`: Hive readers and globs skip those
+            raise ConfigError(f"partition_by: column {col!r} starts with {col[0]!r}; readers (Spark, Athena, "
+                              "pyarrow) skip directories named so, its rows would not be seen: rename it")
         keys.append(_Key(f"{col}_date" if kind == "date" else col, col, kind))
     if not keys:
         raise ConfigError("partition_by names no column")
@@ -304,10 +307,10 @@ class _Store:
 
 # -- the destination ------------------------------------------------------------------------------
 class _OpenFile:
-    __slots__ = ("rel", "dest", "rows", "bytes")
+    __slots__ = ("rel", "dest", "rows", "bytes", "arrow")
 
     def __init__(self, rel, dest) -> None:
-        self.rel, self.dest, self.rows, self.bytes = rel, dest, 0, 0
+        self.rel, self.dest, self.rows, self.bytes, self.arrow = rel, dest, 0, 0, 0.0
 
 
 class PartitionedDestination(Destination):
@@ -346,12 +349,21 @@ class PartitionedDestination(Destination):
         comp = opts.get("compression")
         if self.format != "parquet" and comp not in (None, "none") and comp not in _COMPRESSION_EXT:
             raise ConfigError(f"{url}: unknown compression {comp!r}; expected one of gzip, zstd, lz4, none")
+        if self.format == "parquet":
+            from .files import _PARQUET_CODECS
+
+            if str(comp or "zstd").lower() not in _PARQUET_CODECS:
+                raise ConfigError(f"{url}: unknown Parquet compression {comp!r}; expected one of "
+                                  f"{', '.join(_PARQUET_CODECS)}")
+        check_level(url, comp or ("zstd" if self.format == "parquet" else None), opts.get("compression_level"),
+                    parquet=self.format == "parquet")
         self.ext = _FORMATS[self.format] + (_COMPRESSION_EXT.get(comp, "") if self.format != "parquet" else "")
         self.store = _Store(url)
         self.staging = f"{STAGING}/{self.run_id}"
         self._files: OrderedDict[str, _OpenFile] = OrderedDict()
         self._done: list[dict] = []
         self._seq = 0
+        self._stored = self._handed = 0.0  # finished files: their size, and the Arrow bytes they were given
         self._state: dict = {}
         self._opened = False
 
@@ -421,7 +433,17 @@ class PartitionedDestination(Destination):
     def _finish(self, pdir: str) -> None:
         f = self._files.pop(pdir)
         f.dest.commit()
-        self._done.append({"path": f.rel, "rows": f.rows, "bytes": self._size_of(f)})
+        size = self._size_of(f)
+        self._stored += size
+        self._handed += f.arrow
+        self._done.append({"path": f.rel, "rows": f.rows, "bytes": size})
+
+    def _estimate(self, f: _OpenFile) -> float:
+        """About how large ``f`` is now. A Parquet file reports its bytes only as row groups land and a
+        compressed file as the codec emits them, so the Arrow bytes given to it count too, scaled by
+        the size/Arrow ratio of the files finished so far (1 before the first: never too large)."""
+        ratio = self._stored / self._handed if self._handed else 1.0
+        return max(float(f.bytes), f.arrow * ratio)
 
     def _size_of(self, f: _OpenFile) -> int:
         try:
@@ -459,8 +481,10 @@ class PartitionedDestination(Destination):
                     self._files.move_to_end(pdir)
                 take = m - done if self.max_rows is None else min(m - done, self.max_rows - f.rows)
                 if self.max_bytes is not None:  # rows that fit, at the file's (or the batch's) bytes per row
-                    per_row = f.bytes / f.rows if f.rows else max(1.0, batch.nbytes / n)
-                    take = min(take, max(1, int((self.max_bytes - f.bytes) / per_row) + 1))
+                    est = self._estimate(f)
+                    per_row = est / f.rows if f.rows and est else max(1.0, batch.nbytes / n) * (
+                        self._stored / self._handed if self._handed else 1.0)
+                    take = min(take, max(1, int((self.max_bytes - est) / max(per_row, 1e-9)) + 1))
                 if rows is None and take == m:
                     piece = batch  # no keys: the batch itself (destinations copy what they keep)
                 else:
@@ -469,10 +493,11 @@ class PartitionedDestination(Destination):
                 wrote = f.dest.write(piece if piece is batch else ArrowBatch(piece, self.file_schema))
                 f.rows += take
                 f.bytes += wrote
+                f.arrow += take * batch.nbytes / n
                 total += wrote
                 done += take
                 if (self.max_rows is not None and f.rows >= self.max_rows) or (
-                        self.max_bytes is not None and f.bytes >= self.max_bytes):
+                        self.max_bytes is not None and self._estimate(f) >= self.max_bytes):
                     self._finish(pdir)
         return total
 
