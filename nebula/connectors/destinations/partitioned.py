@@ -12,8 +12,10 @@
 - **Values in paths**: percent-encoded like Hive's ``escapePathName`` (``/ \\ : = % ? # * " ' [ ] ^ { }``,
   control characters, DEL; a value made only of dots), null and empty as
   ``__HIVE_DEFAULT_PARTITION__``; a value can never add a path segment.
-- **Rollover**: a new file once ``max_rows_per_file`` rows or about ``max_file_size`` bytes (the
-  Arrow size for Parquet, the encoded size for text) are in one; at most ``max_open_files`` files
+- **Rollover**: a new file once ``max_rows_per_file`` rows or about ``max_file_size`` bytes (stored
+  bytes, or the Arrow bytes given to the file times the size/Arrow ratio of the files finished so far,
+  whichever is larger: Parquet and compressed files report bytes late; the first file uses ratio 1,
+  so it comes out smaller) are in one; at most ``max_open_files`` files
   are open (the least recently used is finished first) and their pending Parquet row groups share
   about 256 MiB, so memory stays bounded (plus at most one upload part, 10 MiB in pyarrow, per open
   object on S3). A batch that touches more partitions than ``max_open_files`` finishes files early:
