@@ -130,6 +130,21 @@ class Destination(ABC):
     def abort(self) -> None:
         """Discard everything written since open; must be safe to call at any point."""
 
+    def holds_batches(self, batch_rows: int) -> int:
+        """How many pooled batches this destination may keep after :meth:`write` returns instead of
+        copying them (default 0: a batch is the destination's only during ``write``).
+
+        When more than 0, the runner adds that many batches to its pool and calls
+        :meth:`bind_release` before the first write; every batch given to ``write`` then belongs to
+        the destination, which gives it back exactly once with that function — right away if it
+        keeps nothing, after encoding it, or on :meth:`abort`/:meth:`close` — and never keeps more
+        than it said at a time (or the parse workers would wait for batches forever).
+        """
+        return 0
+
+    def bind_release(self, release) -> None:  # noqa: B027 - optional hook
+        """Receive the function that returns a kept batch to its pool (see :meth:`holds_batches`)."""
+
     def stage_state(self, name: str, value: dict) -> None:  # noqa: B027 - optional hook
         """Called right before :meth:`commit` with the pipeline's checkpoint (``source.state()``).
 

@@ -161,8 +161,11 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
     rejects = rejects or Rejects(policy="fail")
     schema = source.schema
     threads = max(1, int(threads))
-    pool = _Pools(schema, batch_rows, threads + 2,
+    held = max(0, int(destination.holds_batches(batch_rows) or 0)) if hasattr(destination, "holds_batches") else 0
+    pool = _Pools(schema, batch_rows, threads + 2 + held,
                   dict_columns=frozenset(getattr(source, "dict_columns", None) or ()))
+    if held:  # the destination keeps batches (no copy) and gives each back when done with it
+        destination.bind_release(pool.release)
     work: queue.Queue = queue.Queue(maxsize=threads + 1)
     done: dict[int, tuple] = {}
     done_cv = threading.Condition()
@@ -269,6 +272,7 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
                     raise fail.exc
                 break
             batch, stats, parse_s = item
+            handed = False
             try:
                 read_metrics.rows += stats.rows + stats.rejected
                 read_metrics.rejected += stats.rejected
@@ -284,13 +288,15 @@ def run_pipeline(source, destination, *, name: str = "pipeline", threads: int = 
                     bpr_rows += n
                     bpr_bytes += nb
                     tw = time.perf_counter()
+                    handed = bool(held)  # from here on the destination gives the batch back
                     wrote = destination.write(batch) or 0
                     write_s = time.perf_counter() - tw
                     meter.write_time.observe(write_s)
                     result.bytes_written += wrote
                     result.rows_written += n
             finally:
-                pool.release(batch)
+                if not handed:
+                    pool.release(batch)
             now_bytes = int(getattr(source, "bytes_read", 0) or 0)
             meter.batch(read=stats.rows + stats.rejected, rejected=stats.rejected, written=n, bytes_written=wrote,
                         bytes_read=now_bytes - seen_bytes, seconds=max(parse_s, write_s))

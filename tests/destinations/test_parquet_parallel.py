@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from nebula.connectors.destinations import _thrift as th
 from nebula.connectors.destinations._parquet_parallel import ParallelParquetWriter
 
+from . import fill_batch
+
 
 def _footer(blob: bytes) -> bytes:
     (n,) = struct.unpack("<i", blob[-8:-4])
@@ -138,9 +140,7 @@ def test_small_range_integer_and_date_columns_get_dictionary_pages(tmp_path):
         d.open(schema)
         for off in range(0, n, 10_000):
             part = src.slice(off, 10_000)
-            b = Batch(schema, 10_000)
-            _fill(b, part)
-            d.write(b)
+            d.write(fill_batch(Batch(schema, 10_000), [c.to_pylist() for c in part.columns]))
         d.commit()
         return pq.ParquetFile(str(path))
 
@@ -161,18 +161,86 @@ def test_small_range_integer_and_date_columns_get_dictionary_pages(tmp_path):
     assert pf.read().equals(src)
 
 
-def _fill(batch, table) -> None:
-    """Copy an Arrow table's fixed-width columns into a Batch (a test helper, not a hot path)."""
-    import numpy as np
 
-    for col, arr in zip(batch.columns, table.columns, strict=True):
-        a = arr.combine_chunks()
-        valid = a.is_valid().to_numpy(zero_copy_only=False)
-        bits = np.packbits(valid, bitorder="little")
-        col.validity[:len(bits)] = bits
-        col.null_count = a.null_count
-        vals = a.fill_null(0).to_numpy(zero_copy_only=False)
-        if pa.types.is_date32(a.type):
-            vals = vals.astype("datetime64[D]").astype(np.int32)
-        col.values[:len(vals)] = vals
-    batch.length = table.num_rows
+def test_pooled_batches_are_kept_until_their_row_group_is_encoded(tmp_path):
+    """The runner lends its batches to the Parquet destination instead of it copying them: with tiny
+    batches and row groups every pooled batch is refilled many times while earlier row groups are
+    still being encoded; a batch given back too early would show up as wrong values in the file.
+    Every batch comes back exactly once, and the pool was enlarged as the destination asked."""
+    import random
+
+    import nebula
+    from nebula.connectors.destinations.files import ParquetDestination
+
+    rnd = random.Random(5)
+    lines = ["id,qty,name,country,amount"]
+    for i in range(30_000):
+        name = "" if i % 11 == 0 else "".join(rnd.choice("abcdefgh ") for _ in range(rnd.randint(1, 40)))
+        lines.append(f"{i},{rnd.randint(1, 50)},\"{name}\",{rnd.choice(['US', 'DE', 'FR'])},{rnd.random() * 100:.2f}")
+    src = tmp_path / "in.csv"
+    src.write_text("\n".join(lines) + "\n")
+    expected = nebula.read_csv(str(src))
+
+    dest = ParquetDestination(str(tmp_path / "out.parquet"), options={"row_group_rows": 2_000, "encoders": 2})
+    given, returned = [], []
+    bind = dest.bind_release
+
+    def counting(release):
+        def back(batch):
+            returned.append(id(batch))
+            release(batch)
+        bind(back)
+
+    dest.bind_release = counting
+    write = dest.write
+    dest.write = lambda b: (given.append(id(b)), write(b))[1]
+    assert dest.holds_batches(509) == (-(-2_000 // 509) + 1) * 3
+    r = nebula.copy(str(src), dest, batch_rows=509, threads=2, progress="none")
+    assert r.rows_written == 30_000
+    got = pq.read_table(tmp_path / "out.parquet")
+    assert got.num_rows == expected.num_rows
+    for name in expected.column_names:
+        assert got[name].cast(pa.string()).equals(expected[name].cast(pa.string())), name
+    assert len(given) == len(returned) and sorted(given) == sorted(returned)
+    assert len(set(given)) < len(given)  # batches really were reused
+
+
+def test_abort_gives_back_every_kept_batch(tmp_path):
+    from nebula.batch import Batch
+    from nebula.connectors.destinations.files import ParquetDestination
+    from nebula.schema import Schema
+
+    schema = Schema.from_dict({"a": "int64", "s": "string"})
+    dest = ParquetDestination(str(tmp_path / "x.parquet"), options={"row_group_rows": 250})
+    back = []
+    assert dest.holds_batches(100) == 4 * 3  # 250-row groups of 100-row batches, two encoders
+    dest.bind_release(back.append)
+    dest.open(schema, mode="replace")
+    batches = [fill_batch(Batch(schema, 100), [list(range(100)), [f"v{i}" for i in range(100)]]) for _ in range(7)]
+    for b in batches:
+        dest.write(b)
+    dest.abort()  # the 7th batch is still pending, earlier ones in flight or encoded
+    assert sorted(map(id, back)) == sorted(map(id, batches))
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_partly_filled_batches_never_exceed_the_declared_hold(tmp_path):
+    """Small chunks make small batches: the destination keeps at most what it declared and copies
+    the rest (else the runner's workers would wait for batches forever)."""
+    from nebula.batch import Batch
+    from nebula.connectors.destinations.files import ParquetDestination
+    from nebula.schema import Schema
+
+    schema = Schema.from_dict({"a": "int64"})
+    dest = ParquetDestination(str(tmp_path / "x.parquet"), options={"row_group_rows": 1000, "encoders": 1})
+    budget = dest.holds_batches(500)
+    back = []
+    dest.bind_release(back.append)
+    dest.open(schema, mode="replace")
+    batches = [fill_batch(Batch(schema, 500), [[i] * 10]) for i in range(40)]  # 10 rows each: 400 < a row group
+    for b in batches:
+        dest.write(b)
+        assert len(batches[:batches.index(b) + 1]) - len(back) <= budget
+    dest.commit()
+    assert sorted(map(id, back)) == sorted(map(id, batches))
+    assert pq.read_table(tmp_path / "x.parquet")["a"].to_pylist() == [i for i in range(40) for _ in range(10)]

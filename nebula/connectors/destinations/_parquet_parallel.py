@@ -108,15 +108,24 @@ class ParallelParquetWriter:
         """Bytes written to the sink so far (magic and finished row groups; the footer comes on close)."""
         return self._pos
 
-    def write_prepared(self, prepare) -> None:
+    def write_prepared(self, prepare, done=None) -> None:
         """Queue one row group that an encoder thread first builds with ``prepare()`` (returning a
         ``pyarrow.Table``, or ``(table, options)`` whose writer options override the file's for this
         row group, e.g. ``use_dictionary``), then encodes: assembling the table (conversions,
         dictionary unification) runs off the caller's thread too. Blocks while enough row groups
-        are in flight."""
+        are in flight. ``done()``, if given, runs once the row group is encoded, has failed or was
+        cancelled (the memory ``prepare`` reads from can then be reused)."""
         self._slots.acquire()
         fut = self._pool.submit(self._encode_prepared, prepare)
-        fut.add_done_callback(lambda _f: self._slots.release())
+
+        def finished(_f) -> None:
+            try:
+                if done is not None:
+                    done()
+            finally:
+                self._slots.release()
+
+        fut.add_done_callback(finished)
         self._pending.append(fut)
         self._drain(block=False)
 

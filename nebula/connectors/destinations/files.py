@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -449,6 +450,9 @@ def _open_text_reader(path: str, compression: str | None):
 _PARQUET_CODECS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
 
 
+MAX_HELD_BATCHES = 48
+
+
 class ParquetDestination(Destination):
     """One Parquet file, written with pyarrow's ParquetWriter; mode ``replace`` only.
 
@@ -485,6 +489,11 @@ class ParquetDestination(Destination):
         self._pending_bytes = 0
         self._has_dictionary = False
         self._auto_dictionary: list | None = None
+        self._release = None  # set by the runner: pooled batches are then kept (not copied) until encoded
+        self._give_back = None
+        self._held: list = []  # per entry of self._pending: its batch when kept, else None
+        self._budget = 0  # at most this many batches kept at a time (holds_batches)
+        self._holding = 0
         self.encoders = int(self.options.get("encoders") or min(os.cpu_count() or 1, 4))
 
     def open(self, schema, *, mode: str = "replace", table: str | None = None, key: list[str] | None = None) -> None:
@@ -551,16 +560,50 @@ class ParquetDestination(Destination):
         finally:
             old.discard()
 
+    def holds_batches(self, batch_rows: int) -> int:
+        """The runner's batches are encoded in place instead of copied (~75 bytes a row of
+        ``orders``): a row group's worth pending plus one per encoder in flight, at most
+        ``MAX_HELD_BATCHES`` (with small batches the rest are copied: a pool stays a few dozen)."""
+        per_group = -(-self.row_group_rows // max(1, int(batch_rows))) + 1
+        self._budget = min(MAX_HELD_BATCHES, per_group * (self.encoders + 1))
+        return self._budget
+
+    def bind_release(self, release) -> None:
+        lock = threading.Lock()
+
+        def back(batch) -> None:
+            with lock:
+                self._holding -= 1
+            release(batch)
+
+        self._release = release
+        self._give_back = back
+        self._holding_lock = lock
+
     def write(self, batch) -> int:
         if self._file is None:
             raise DestinationError(f"{self.path}: write() before open()")
         n = batch.length
+        lent = self._release is not None
+        keep = False
+        if lent and n:  # partly filled batches (small chunks) could exceed the budget: then copy
+            with self._holding_lock:
+                keep = self._holding < self._budget
+                self._holding += keep
+        if keep:  # ours until its row group is encoded; then back to the runner's pool
+            rb = batch.to_arrow()
+            self._held.append(batch)
+            self._pending_bytes += batch.nbytes
+        elif n:
+            rb = batch.to_arrow(copy=True)  # the batch's buffers are reused after this call
+            self._pending_bytes += rb.nbytes
+            self._held.append(None)
+        if lent and not keep:
+            self._release(batch)
         if n == 0:
             return 0
-        rb = batch.to_arrow(copy=True)  # the batch's buffers are reused after this call
         self._pending.append(rb)
         self._pending_rows += n
-        self._pending_bytes += rb.nbytes
         if self._pending_rows >= self.row_group_rows or self._pending_bytes >= self.row_group_bytes:
             self._flush()
         return self._stored_since_last()
@@ -578,6 +621,7 @@ class ParquetDestination(Destination):
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        held, self._held = self._held, []
         rows = self._pending_rows
         self._pending_rows = self._pending_bytes = 0
         if final and len(pending) >= 2 and rows >= 131072:
@@ -589,13 +633,21 @@ class ParquetDestination(Destination):
                     half = i + 1
                     break
             half = min(max(half, 1), len(pending) - 1)
-            self._write_tables(pending[:half])
-            self._write_tables(pending[half:])
+            self._write_tables(pending[:half], held[:half])
+            self._write_tables(pending[half:], held[half:])
             return
-        self._write_tables(pending)
+        self._write_tables(pending, held)
 
-    def _write_tables(self, batches) -> None:
+    def _write_tables(self, batches, held=()) -> None:
         import pyarrow as pa
+
+        held = [b for b in held if b is not None]
+        give_back = self._give_back
+        done = None
+        if held:
+            def done() -> None:
+                for b in held:
+                    give_back(b)
 
         if self._writer is None:
             self._open_writer(batches[0].schema)
@@ -615,7 +667,7 @@ class ParquetDestination(Destination):
             return (table, {"use_dictionary": auto_dict + small}) if small else table
 
         try:
-            self._writer.write_prepared(build)
+            self._writer.write_prepared(build, done)
         except OSError as e:
             raise destination_error(self.path, e) from e
 
@@ -659,6 +711,10 @@ class ParquetDestination(Destination):
 
     def abort(self) -> None:
         self._pending = []
+        held, self._held = self._held, []
+        for b in held:
+            if b is not None:
+                self._give_back(b)
         if self._writer is not None:
             try:
                 self._writer.abort()
