@@ -105,18 +105,23 @@ def _summary(result, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(redact_obj(result.to_dict())))
         return
+    rate = f"{result.rows_per_second:,.0f} rows/s" if result.seconds else ""
+    lines = [("bold green", "✓", f"{redact(result.name)}: {result.rows_written:,} rows written to "
+                                 f"{redact(result.destination)} in {result.seconds:.2f}s ({rate})")]
+    if result.rows_rejected:
+        where = f", see {redact(result.dead_letter)}" if result.dead_letter else ""
+        lines.append(("yellow", "!", f"{result.rows_rejected:,} rows rejected{where}"))
+    lines += [("yellow", "!", redact(w)) for w in result.warnings]
+    if not sys.stdout.isatty():  # a log or a pipe: whole lines, no colour (and no rich import, ~20 ms)
+        for _style, mark, text in lines:
+            typer.echo(f"{mark} {text}")
+        return
     from rich.console import Console
     from rich.markup import escape
 
     c = Console(stderr=False, highlight=False)
-    rate = f"{result.rows_per_second:,.0f} rows/s" if result.seconds else ""
-    c.print(f"[bold green]✓[/] {escape(redact(result.name))}: {result.rows_written:,} rows written to "
-            f"{escape(redact(result.destination))} in {result.seconds:.2f}s ({rate})")
-    if result.rows_rejected:
-        where = f", see {escape(redact(result.dead_letter))}" if result.dead_letter else ""
-        c.print(f"[yellow]![/] {result.rows_rejected:,} rows rejected{where}")
-    for w in result.warnings:
-        c.print(f"[yellow]![/] {escape(redact(w))}")
+    for style, mark, text in lines:
+        c.print(f"[{style}]{mark}[/] {escape(text)}")
 
 
 Opt = typer.Option

@@ -255,7 +255,8 @@ def _names_of(cls: type) -> list[str]:
     from .connectors.base import connectors
 
     targets = {f"{c.__module__}:{c.__qualname__}" for c in cls.__mro__}
-    return [s.name for s in connectors() if s.target in targets]
+    builtin = cls.__module__.startswith("nebula.")  # no need to scan installed plugins for it
+    return [s.name for s in connectors(plugins=not builtin) if s.target in targets]
 
 
 def _kind_of_class(cls: type) -> str:

@@ -244,3 +244,28 @@ def test_partly_filled_batches_never_exceed_the_declared_hold(tmp_path):
     dest.commit()
     assert sorted(map(id, back)) == sorted(map(id, batches))
     assert pq.read_table(tmp_path / "x.parquet")["a"].to_pylist() == [i for i in range(40) for _ in range(10)]
+
+
+def test_small_range_columns_reads_offsets_and_nulls():
+    """min/max come from the value buffers: slices (offsets), nulls (their slots hold anything) and
+    unsigned/narrow types must not fool it."""
+    import numpy as np
+
+    from nebula.connectors.destinations.files import small_range_columns
+
+    n = 4000
+    big = pa.array(np.arange(n, dtype=np.int64) * 1000)  # wide range
+    narrow = pa.array([None if i % 5 == 0 else i % 7 for i in range(n)], type=pa.int8())
+    # nulls over huge values: masked out, the column is still small-range
+    masked = pa.Array.from_buffers(pa.int64(), n, [pa.array([i % 2 == 0 for i in range(n)]).buffers()[1],
+                                                    pa.py_buffer(np.where(np.arange(n) % 2 == 0, 3, 10**12))],
+                                   null_count=n // 2)
+    unsigned = pa.array(np.full(n, 2**63 + 5, dtype=np.uint64))
+    t = pa.table({"big": big, "narrow": narrow, "masked": masked, "unsigned": unsigned,
+                  "s": pa.array(["x"] * n), "allnull": pa.nulls(n, pa.int32())})
+    assert small_range_columns(t) == ["narrow", "masked", "unsigned"]
+    sliced = pa.table({"big": big}).slice(10, 40)  # 40 rows: limit 5 (an eighth), range 39000
+    assert small_range_columns(sliced) == []
+    tiny_range = pa.table({"v": pa.array(np.arange(n, dtype=np.int64))}).slice(100, 3000)
+    assert small_range_columns(tiny_range) == []  # 3000 values over 3000 rows: not few distinct
+    assert small_range_columns(pa.table({"v": pa.chunked_array([pa.array([1] * 2000), pa.array([10**9] * 2000)])})) == []
