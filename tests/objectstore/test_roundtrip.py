@@ -38,6 +38,7 @@ def test_roundtrip(store, local_csv, expected, ext):
     r = nebula.copy(str(local_csv), url)
     assert r.rows_written == expected.num_rows
     assert store.keys() == [f"out/orders.{ext}"]  # no temporary object left behind
+    assert r.bytes_written == len(store.get(f"out/orders.{ext}"))  # the object's real size
     if ext == "parquet":
         back = pq.read_table(io.BytesIO(store.get(f"out/orders.{ext}")))
         _same(back.cast(expected.schema), expected)
@@ -82,8 +83,9 @@ def test_globs(store, expected):
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_text_codecs(store, local_csv, expected, fmt, ext):
     url = store.url(f"c/orders.{fmt}.{ext}")
-    nebula.copy(str(local_csv), url)
+    r = nebula.copy(str(local_csv), url)
     raw = store.get(f"c/orders.{fmt}.{ext}")
+    assert r.bytes_written == len(raw)  # compressed size, the codec's last flush included
     magic = {"gz": b"\x1f\x8b", "zst": b"\x28\xb5\x2f\xfd", "lz4": b"\x04\x22\x4d\x18"}[ext]
     assert raw.startswith(magic)
     back = nebula.read_csv(url) if fmt == "csv" else nebula.read_json(url)

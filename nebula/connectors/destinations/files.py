@@ -352,7 +352,7 @@ class _TextFileDestination(Destination):
         if self._file is not None:
             f, self._file = self._file, None
             f.commit()
-            size = _stored_size(self.path)
+            size = _stored_size(self.path, f)
             self.bytes_committed = None if size is None else size - getattr(f, "initial_size", 0)
 
     def abort(self) -> None:
@@ -707,7 +707,7 @@ class ParquetDestination(Destination):
             raise
         f, self._file = self._file, None
         f.commit()
-        self.bytes_committed = _stored_size(self.path)
+        self.bytes_committed = _stored_size(self.path, f)
 
     def abort(self) -> None:
         self._pending = []
@@ -798,10 +798,11 @@ def small_range_columns(table) -> list[str]:
     return out
 
 
-def _stored_size(path: str) -> int | None:
-    """The committed file's size on disk (None for object stores: not asked for, to spare a request)."""
+def _stored_size(path: str, f=None) -> int | None:
+    """The committed file's size: on disk, or for an object store what its upload counted (``f`` the
+    committed RemoteAtomicFile; nothing is asked of the store)."""
     if is_remote(path):
-        return None
+        return getattr(f, "stored", None)
     try:
         return os.path.getsize(path)
     except OSError:
