@@ -27,7 +27,12 @@ test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/kernels
 
-bench: install
+$(VENV)/.bench-stamp: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[all,dev,bench]'
+	@touch $(VENV)/.bench-stamp
+
+bench: $(VENV)/.bench-stamp
+	$(BIN)/python -m compileall -q nebula kernels
 	$(BIN)/python -m benchmarks.run
 
 lint: install
