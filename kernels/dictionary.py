@@ -16,13 +16,14 @@ OVERFLOW = 1
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
+_u = np.uintp  # unsigned indices: no negative-index wraparound test per access (see kernels/csv.py)
 
 
 @njit(inline="always")
 def _hash(data, s, e):
     h = _FNV_OFFSET
     for p in range(s, e):
-        h = (h ^ np.uint64(data[p])) * _FNV_PRIME
+        h = (h ^ np.uint64(data[_u(p)])) * _FNV_PRIME
     return h ^ (h >> np.uint64(29))
 
 
@@ -31,7 +32,7 @@ def _same(data, s, e, dd, a, b):
     if e - s != b - a:
         return False
     for t in range(e - s):
-        if data[s + t] != dd[a + t]:
+        if data[_u(s + t)] != dd[_u(a + t)]:
             return False
     return True
 
@@ -44,7 +45,7 @@ def _lookup(src, s, e, table, mask, dict_offsets, dict_data):
         k = table[slot]
         if k < 0:
             return -1, slot
-        if _same(src, s, e, dict_data, dict_offsets[k], dict_offsets[k + 1]):
+        if _same(src, s, e, dict_data, dict_offsets[_u(k)], dict_offsets[_u(k + 1)]):
             return k, slot
         slot = (slot + np.uint64(1)) & mask
 
@@ -74,16 +75,16 @@ def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, n
     first = -1
     n_entries = 0
     used = 0
-    dict_offsets[0] = 0
+    dict_offsets[_u(0)] = 0
     for r in range(n):
-        out_codes[r] = 0
-        i = row_first[r] + col
+        out_codes[_u(r)] = 0
+        i = row_first[_u(r)] + col
         ok = False
         if 0 <= i < nfields:
-            s = starts[i]
-            e = ends[i]
+            s = starts[_u(i)]
+            e = ends[_u(i)]
             if 0 <= s <= e <= nb:
-                fl = flags[i]
+                fl = flags[_u(i)]
                 if _maybe_null(nf[4], e - s) and _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
                     nulls += 1
                     continue
@@ -94,7 +95,7 @@ def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, n
                         if n_entries >= max_entries or used + ln > cap:
                             return nulls, nerr, first, n_entries, OVERFLOW
                         for t in range(ln):  # not a slice copy: that could allocate, and kernels run without NRT
-                            dict_data[used + t] = buf[s + t]
+                            dict_data[_u(used + t)] = buf[_u(s + t)]
                 else:  # undo escapes into the free tail of dict_data, then look that up
                     if used + (e - s) > cap:
                         return nulls, nerr, first, n_entries, OVERFLOW
@@ -108,15 +109,15 @@ def dict_encode_column(buf, starts, ends, flags, row_first, col, n, null_data, n
                 elif not validate or _utf8_valid(dict_data, used, used + ln):
                     used += ln
                     code = n_entries
-                    dict_offsets[n_entries + 1] = used
+                    dict_offsets[_u(n_entries + 1)] = used
                     table[slot] = code
                     n_entries += 1
                     ok = True
                 if ok:
-                    out_codes[r] = code
-                    out_validity[r >> 3] |= np.uint8(1 << (r & 7))
+                    out_codes[_u(r)] = code
+                    out_validity[_u(r >> 3)] |= np.uint8(1 << (r & 7))
                     continue
-        row_err[r] = 1
+        row_err[_u(r)] = 1
         nerr += 1
         nulls += 1
         if first < 0:

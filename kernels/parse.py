@@ -36,6 +36,9 @@ _POW10 = np.array([10.0 ** k for k in range(23)], dtype=np.float64)  # all exact
 _US_PER_DAY = 86400000000
 _F32_MIN_NORMAL = 1.1754943508222875e-38
 _F32_MAX = 3.4028234663852886e38
+# indices converted to unsigned where arrays are read/written: numba skips its negative-index
+# wraparound test (every index here is checked non-negative first)
+_u = np.uintp
 
 
 # -- shared helpers ------------------------------------------------------------------------------
@@ -47,7 +50,7 @@ def _check_args(n, row_first, row_err, out_validity):
 
 @njit(inline="always")
 def _set_bit(bitmap, r):
-    bitmap[r >> 3] |= np.uint8(1 << (r & 7))
+    bitmap[_u(r >> 3)] |= np.uint8(1 << (r & 7))
 
 
 @njit(inline="always")
@@ -59,8 +62,8 @@ def _field(starts, ends, i, nfields, nb):
     slower (the same holds for :func:`_maybe_null`)."""
     if i < 0 or i >= nfields:
         return -1, 0, 0
-    s = starts[i]
-    e = ends[i]
+    s = starts[_u(i)]
+    e = ends[_u(i)]
     if s < 0 or e < s or e > nb:
         return -1, 0, 0
     return i, s, e
@@ -83,12 +86,12 @@ def _null_filter(null_data, null_offsets):
     has_empty = False
     long_marker = False
     for k in range(null_offsets.shape[0] - 1):
-        a = null_offsets[k]
-        ln = null_offsets[k + 1] - a
+        a = null_offsets[_u(k)]
+        ln = null_offsets[_u(k + 1)] - a
         if ln == 0:
             has_empty = True
             continue
-        c = np.int64(null_data[a])
+        c = np.int64(null_data[_u(a)])
         bit = one << (c & 63)
         q = c >> 6
         if q == 0:
@@ -118,18 +121,18 @@ def _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
             return False
     elif not nf[6]:
         return False
-    c = np.int64(buf[s])
+    c = np.int64(buf[_u(s)])
     q = c >> 6
     w = nf[0] if q == 0 else (nf[1] if q == 1 else (nf[2] if q == 2 else nf[3]))
     if ((w >> (c & 63)) & 1) == 0:
         return False
     for k in range(null_offsets.shape[0] - 1):
-        a = null_offsets[k]
-        if null_offsets[k + 1] - a != ln:
+        a = null_offsets[_u(k)]
+        if null_offsets[_u(k + 1)] - a != ln:
             continue
         same = True
         for t in range(ln):
-            if buf[s + t] != null_data[a + t]:
+            if buf[_u(s + t)] != null_data[_u(a + t)]:
                 same = False
                 break
         if same:
@@ -140,13 +143,13 @@ def _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
 @njit(inline="always")
 def _digit(buf, p):
     """The digit value of ``buf[p]``, or -1."""
-    d = np.int64(buf[p]) - 48
+    d = np.int64(buf[_u(p)]) - 48
     return d if 0 <= d <= 9 else -1
 
 
 @njit(inline="always")
 def _lower_is(buf, p, letter):
-    return (np.int64(buf[p]) | 0x20) == letter
+    return (np.int64(buf[_u(p)]) | 0x20) == letter
 
 
 @njit(inline="always")
@@ -164,8 +167,8 @@ def _parse_int_span(buf, s, e, lo, hi):
     """``(ok, value)`` for ``[+-]digits`` within ``lo..hi``; never overflows int64."""
     if s >= e:
         return False, 0
-    neg = buf[s] == 45
-    p = s + 1 if (neg or buf[s] == 43) else s
+    neg = buf[_u(s)] == 45
+    p = s + 1 if (neg or buf[_u(s)] == 43) else s
     if p >= e:
         return False, 0
     v = 0  # accumulated as a negative number, so int64 min is reachable
@@ -211,27 +214,27 @@ def parse_int_column(buf, starts, ends, flags, row_first, col, n, null_data, nul
     nb = buf.shape[0]
     nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        out_values[r] = 0
-        i = row_first[r] + col
+        out_values[_u(r)] = 0
+        i = row_first[_u(r)] + col
         ok = False
         v = 0
         if 0 <= i < nfields:
-            s = starts[i]
-            e = ends[i]
+            s = starts[_u(i)]
+            e = ends[_u(i)]
             if 0 <= s <= e <= nb:
-                if _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+                if _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[_u(i)], null_data, null_offsets, quoted_null, nf):
                     nulls += 1
                     continue
                 p = s
                 neg = False
-                if p < e and (buf[p] == 45 or buf[p] == 43):
-                    neg = buf[p] == 45
+                if p < e and (buf[_u(p)] == 45 or buf[_u(p)] == 43):
+                    neg = buf[_u(p)] == 45
                     p += 1
                 nd = e - p
                 if 0 < nd <= 18:
                     ok = True
                     for q in range(p, e):
-                        d = np.int64(buf[q]) - 48
+                        d = np.int64(buf[_u(q)]) - 48
                         if d < 0 or d > 9:
                             ok = False
                             break
@@ -243,11 +246,11 @@ def parse_int_column(buf, starts, ends, flags, row_first, col, n, null_data, nul
                 elif nd > 18:
                     ok, v = _parse_int_span(buf, s, e, lo, hi)
         if ok:
-            out_values[r] = v
+            out_values[_u(r)] = v
             _set_bit(out_validity, r)
             continue
-        out_values[r] = 0
-        row_err[r] = 1
+        out_values[_u(r)] = 0
+        row_err[_u(r)] = 1
         nerr += 1
         nulls += 1
         if first < 0:
@@ -370,8 +373,8 @@ def _parse_float_span(buf, s, e):
     """
     if s >= e:
         return 0, 0.0
-    neg = buf[s] == 45
-    p = s + 1 if (neg or buf[s] == 43) else s
+    neg = buf[_u(s)] == 45
+    p = s + 1 if (neg or buf[_u(s)] == 43) else s
     if p >= e:
         return 0, 0.0
     if _lower_is(buf, p, 110) or _lower_is(buf, p, 105):
@@ -393,7 +396,7 @@ def _parse_float_span(buf, s, e):
             exp10 += 1
             inexact = inexact or d != 0
         p += 1
-    if p < e and buf[p] == 46:
+    if p < e and buf[_u(p)] == 46:
         p += 1
         while p < e:
             d = _digit(buf, p)
@@ -411,8 +414,8 @@ def _parse_float_span(buf, s, e):
         return 0, 0.0
     if p < e and _lower_is(buf, p, 101):
         p += 1
-        eneg = p < e and buf[p] == 45
-        if p < e and (buf[p] == 45 or buf[p] == 43):
+        eneg = p < e and buf[_u(p)] == 45
+        if p < e and (buf[_u(p)] == 45 or buf[_u(p)] == 43):
             p += 1
         ev = 0
         ed = 0
@@ -464,14 +467,14 @@ def _float_fast(buf, s, e):
     integer below 2**53 divided by an exact power of ten rounds once); ``(0, 0.0)`` otherwise."""
     p = s
     neg = False
-    if p < e and (buf[p] == 45 or buf[p] == 43):
-        neg = buf[p] == 45
+    if p < e and (buf[_u(p)] == 45 or buf[_u(p)] == 43):
+        neg = buf[_u(p)] == 45
         p += 1
     w = np.int64(0)
     nd = 0
     frac = -1
     while p < e:
-        c = np.int64(buf[p])
+        c = np.int64(buf[_u(p)])
         if c == 46 and frac < 0:
             frac = 0
             p += 1
@@ -513,9 +516,9 @@ def parse_float_column(buf, starts, ends, flags, row_first, col, n, null_data, n
     nb = buf.shape[0]
     nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
-        out_values[r] = 0
-        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets,
+        i, s, e = _field(starts, ends, row_first[_u(r)] + col, nfields, nb)
+        out_values[_u(r)] = 0
+        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[_u(i)], null_data, null_offsets,
                                                             quoted_null, nf):
             nulls += 1
             continue
@@ -530,15 +533,15 @@ def parse_float_column(buf, starts, ends, flags, row_first, col, n, null_data, n
                 abs(v) < _F32_MIN_NORMAL or abs(v) > _F32_MAX or _is_f32_midpoint(v)):
             st = 2
         if st == 1:
-            out_values[r] = v
+            out_values[_u(r)] = v
             _set_bit(out_validity, r)
             continue
         if st == 2:
-            slow_rows[nslow] = r
+            slow_rows[_u(nslow)] = r
             nslow += 1
             _set_bit(out_validity, r)
             continue
-        row_err[r] = 1
+        row_err[_u(r)] = 1
         nerr += 1
         nulls += 1
         if first < 0:
@@ -571,10 +574,10 @@ def fill_slow_floats(buf, starts, ends, row_first, col, slow_rows, n_slow, out_v
     """Fill the rows :func:`parse_float_column` left in ``slow_rows[:n_slow]`` using Python's parser."""
     f32 = out_values.dtype == np.float32
     for k in range(n_slow):
-        r = int(slow_rows[k])
-        i = int(row_first[r]) + col
-        text = bytes(buf[starts[i]:ends[i]]).decode("ascii")
-        out_values[r] = _round_float32(text) if f32 else float(text)
+        r = int(slow_rows[_u(k)])
+        i = int(row_first[_u(r)]) + col
+        text = bytes(buf[starts[_u(i)]:ends[_u(i)]]).decode("ascii")
+        out_values[_u(r)] = _round_float32(text) if f32 else float(text)
 
 
 # -- booleans ------------------------------------------------------------------------------------
@@ -601,7 +604,7 @@ def _parse_bool_span(buf, s, e, words_only):
     if words_only or ln == 0 or ln > 3:
         return False, False
     if ln == 1:
-        c = np.int64(buf[s])
+        c = np.int64(buf[_u(s)])
         if c == 49 or (c | 0x20) == 116 or (c | 0x20) == 121:
             return True, True
         if c == 48 or (c | 0x20) == 102 or (c | 0x20) == 110:
@@ -631,8 +634,8 @@ def parse_bool_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
     nb = buf.shape[0]
     nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
-        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets,
+        i, s, e = _field(starts, ends, row_first[_u(r)] + col, nfields, nb)
+        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[_u(i)], null_data, null_offsets,
                                                             quoted_null, nf):
             nulls += 1
             continue
@@ -645,7 +648,7 @@ def parse_bool_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
                 _set_bit(out_values, r)
             _set_bit(out_validity, r)
             continue
-        row_err[r] = 1
+        row_err[_u(r)] = 1
         nerr += 1
         nulls += 1
         if first < 0:
@@ -677,7 +680,7 @@ def _days_in_month(y, m):
 @njit(nogil=True, cache=True, _nrt=False)
 def _parse_date_at(buf, s, e):
     """``(ok, days)`` for ``YYYY-MM-DD`` at ``buf[s:s+10]`` (``e`` bounds the read)."""
-    if e - s < 10 or buf[s + 4] != 45 or buf[s + 7] != 45:
+    if e - s < 10 or buf[_u(s + 4)] != 45 or buf[_u(s + 7)] != 45:
         return False, 0
     a = _two_digits(buf, s)
     b = _two_digits(buf, s + 2)
@@ -701,7 +704,7 @@ def _parse_ts_span(buf, s, e):
     p = s + 10
     if p == e:
         return True, us, False
-    if (buf[p] != 84 and buf[p] != 32) or e - p < 6 or buf[p + 3] != 58:
+    if (buf[_u(p)] != 84 and buf[_u(p)] != 32) or e - p < 6 or buf[_u(p + 3)] != 58:
         return False, 0, False
     hh = _two_digits(buf, p + 1)
     mi = _two_digits(buf, p + 4)
@@ -710,14 +713,14 @@ def _parse_ts_span(buf, s, e):
     sec = 0
     frac = 0
     p += 6
-    if p < e and buf[p] == 58:
+    if p < e and buf[_u(p)] == 58:
         if e - p < 3:
             return False, 0, False
         sec = _two_digits(buf, p + 1)
         if sec < 0 or sec > 59:
             return False, 0, False
         p += 3
-        if p < e and buf[p] == 46:
+        if p < e and buf[_u(p)] == 46:
             p += 1
             nf = 0
             while p < e:
@@ -737,13 +740,13 @@ def _parse_ts_span(buf, s, e):
     us += (hh * 3600 + mi * 60 + sec) * 1000000 + frac
     if p == e:
         return True, us, False
-    if buf[p] == 90 and p + 1 == e:
+    if buf[_u(p)] == 90 and p + 1 == e:
         return True, us, True
-    if buf[p] != 43 and buf[p] != 45:
+    if buf[_u(p)] != 43 and buf[_u(p)] != 45:
         return False, 0, False
-    sign = -1 if buf[p] == 45 else 1
+    sign = -1 if buf[_u(p)] == 45 else 1
     ln = e - p - 1
-    if ln != 2 and ln != 4 and not (ln == 5 and buf[p + 3] == 58):
+    if ln != 2 and ln != 4 and not (ln == 5 and buf[_u(p + 3)] == 58):
         return False, 0, False
     oh = _two_digits(buf, p + 1)
     om = 0 if ln == 2 else _two_digits(buf, p + ln - 1)
@@ -769,9 +772,9 @@ def parse_date_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
     nb = buf.shape[0]
     nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
-        out_values[r] = 0
-        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets,
+        i, s, e = _field(starts, ends, row_first[_u(r)] + col, nfields, nb)
+        out_values[_u(r)] = 0
+        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[_u(i)], null_data, null_offsets,
                                                             quoted_null, nf):
             nulls += 1
             continue
@@ -780,10 +783,10 @@ def parse_date_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
         if i >= 0 and e - s == 10:
             ok, v = _parse_date_at(buf, s, e)
         if ok:
-            out_values[r] = v
+            out_values[_u(r)] = v
             _set_bit(out_validity, r)
             continue
-        row_err[r] = 1
+        row_err[_u(r)] = 1
         nerr += 1
         nulls += 1
         if first < 0:
@@ -796,8 +799,8 @@ def parse_date_column(buf, starts, ends, flags, row_first, col, n, null_data, nu
 @njit(inline="always")
 def _d2(buf, p):
     """Two ASCII digits at ``p`` as a number, or a negative value."""
-    a = np.int64(buf[p]) - 48
-    b = np.int64(buf[p + 1]) - 48
+    a = np.int64(buf[_u(p)]) - 48
+    b = np.int64(buf[_u(p + 1)]) - 48
     if a < 0 or a > 9 or b < 0 or b > 9:
         return -1000
     return a * 10 + b
@@ -806,9 +809,9 @@ def _d2(buf, p):
 @njit(inline="always")
 def _ts19_fast(buf, s, e):
     """``(ok, micros)`` for exactly ``YYYY-MM-DD[T ]HH:MM:SS`` (the common case); else not ok."""
-    if e - s != 19 or buf[s + 4] != 45 or buf[s + 7] != 45 or buf[s + 13] != 58 or buf[s + 16] != 58:
+    if e - s != 19 or buf[_u(s + 4)] != 45 or buf[_u(s + 7)] != 45 or buf[_u(s + 13)] != 58 or buf[_u(s + 16)] != 58:
         return False, 0
-    sep = buf[s + 10]
+    sep = buf[_u(s + 10)]
     if sep != 84 and sep != 32:
         return False, 0
     y = _d2(buf, s) * 100 + _d2(buf, s + 2)
@@ -843,9 +846,9 @@ def parse_timestamp_column(buf, starts, ends, flags, row_first, col, n, null_dat
     nb = buf.shape[0]
     nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
-        out_values[r] = 0
-        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets,
+        i, s, e = _field(starts, ends, row_first[_u(r)] + col, nfields, nb)
+        out_values[_u(r)] = 0
+        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[_u(i)], null_data, null_offsets,
                                                             quoted_null, nf):
             nulls += 1
             continue
@@ -857,10 +860,10 @@ def parse_timestamp_column(buf, starts, ends, flags, row_first, col, n, null_dat
             if not ok:
                 ok, v, tz = _parse_ts_span(buf, s, e)
         if ok and (want_tz or not tz):
-            out_values[r] = v
+            out_values[_u(r)] = v
             _set_bit(out_validity, r)
             continue
-        row_err[r] = 1
+        row_err[_u(r)] = 1
         nerr += 1
         nulls += 1
         if first < 0:
@@ -882,8 +885,8 @@ def _parse_decimal_span(buf, s, e, precision, scale):
     """
     if s >= e:
         return 0, 0
-    neg = buf[s] == 45
-    p = s + 1 if (neg or buf[s] == 43) else s
+    neg = buf[_u(s)] == 45
+    p = s + 1 if (neg or buf[_u(s)] == 43) else s
     w = 0
     big = False
     nsig = 0  # digits from the first to the last nonzero digit
@@ -894,7 +897,7 @@ def _parse_decimal_span(buf, s, e, precision, scale):
     while p < e:
         d = _digit(buf, p)
         if d < 0:
-            if buf[p] == 46 and not frac:
+            if buf[_u(p)] == 46 and not frac:
                 frac = True
                 p += 1
                 continue
@@ -921,8 +924,8 @@ def _parse_decimal_span(buf, s, e, precision, scale):
     exp = 0
     if p < e and _lower_is(buf, p, 101):
         p += 1
-        eneg = p < e and buf[p] == 45
-        if p < e and (buf[p] == 45 or buf[p] == 43):
+        eneg = p < e and buf[_u(p)] == 45
+        if p < e and (buf[_u(p)] == 45 or buf[_u(p)] == 43):
             p += 1
         ed = 0
         while p < e:
@@ -972,10 +975,10 @@ def parse_decimal_column(buf, starts, ends, flags, row_first, col, n, null_data,
     nb = buf.shape[0]
     nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
+        i, s, e = _field(starts, ends, row_first[_u(r)] + col, nfields, nb)
         out_values[r, 0] = 0
         out_values[r, 1] = 0
-        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[i], null_data, null_offsets,
+        if i >= 0 and _maybe_null(nf[4], e - s) and _is_null(buf, s, e, flags[_u(i)], null_data, null_offsets,
                                                             quoted_null, nf):
             nulls += 1
             continue
@@ -989,11 +992,11 @@ def parse_decimal_column(buf, starts, ends, flags, row_first, col, n, null_data,
             _set_bit(out_validity, r)
             continue
         if st == 2:
-            slow_rows[nslow] = r
+            slow_rows[_u(nslow)] = r
             nslow += 1
             _set_bit(out_validity, r)
             continue
-        row_err[r] = 1
+        row_err[_u(r)] = 1
         nerr += 1
         nulls += 1
         if first < 0:
@@ -1022,9 +1025,9 @@ def _unscaled(text: bytes, scale: int) -> int:
 def fill_slow_decimals(buf, starts, ends, row_first, col, slow_rows, n_slow, scale, out_values) -> None:
     """Fill the rows :func:`parse_decimal_column` left in ``slow_rows[:n_slow]`` (exact Python ints)."""
     for k in range(n_slow):
-        r = int(slow_rows[k])
-        i = int(row_first[r]) + col
-        u = _unscaled(bytes(buf[starts[i]:ends[i]]), scale) & ((1 << 128) - 1)
+        r = int(slow_rows[_u(k)])
+        i = int(row_first[_u(r)]) + col
+        u = _unscaled(bytes(buf[starts[_u(i)]:ends[_u(i)]]), scale) & ((1 << 128) - 1)
         lo, hi = u & ((1 << 64) - 1), u >> 64
         out_values[r, 0] = lo - (1 << 64) if lo >> 63 else lo
         out_values[r, 1] = hi - (1 << 64) if hi >> 63 else hi
@@ -1038,7 +1041,7 @@ def string_column_size(buf, starts, ends, flags, row_first, col, n):
     nb = buf.shape[0]
     nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
+        i, s, e = _field(starts, ends, row_first[_u(r)] + col, nfields, nb)
         if i >= 0:
             total += e - s
     return total
@@ -1053,11 +1056,11 @@ def first_invalid_utf8(buf, start, end):
     """
     p = start
     while p < end:
-        if p + 8 <= end and ((buf[p] | buf[p + 1] | buf[p + 2] | buf[p + 3] | buf[p + 4] | buf[p + 5]
-                              | buf[p + 6] | buf[p + 7]) & 0x80) == 0:
+        if p + 8 <= end and ((buf[_u(p)] | buf[_u(p + 1)] | buf[_u(p + 2)] | buf[_u(p + 3)] | buf[_u(p + 4)] | buf[_u(p + 5)]
+                              | buf[_u(p + 6)] | buf[_u(p + 7)]) & 0x80) == 0:
             p += 8
             continue
-        c = np.int64(buf[p])
+        c = np.int64(buf[_u(p)])
         if c < 0x80:
             p += 1
             continue
@@ -1076,11 +1079,11 @@ def first_invalid_utf8(buf, start, end):
             lo = 0x90
         elif c == 0xF4:
             hi = 0x8F
-        c1 = np.int64(buf[p + 1])
+        c1 = np.int64(buf[_u(p + 1)])
         if c1 < lo or c1 > hi:
             return p
         for q in range(2, need + 1):
-            cq = np.int64(buf[p + q])
+            cq = np.int64(buf[_u(p + q)])
             if cq < 0x80 or cq > 0xBF:
                 return p
         p += need + 1
@@ -1098,11 +1101,11 @@ def _unescape_into(buf, s, e, quote, escape, out, w):
     """Copy ``buf[s:e]`` to ``out[w:]`` undoing ``quote quote`` and ``escape x``; returns the end in ``out``."""
     p = s
     while p < e:
-        c = buf[p]
-        if p + 1 < e and ((c == quote and buf[p + 1] == quote) or (escape >= 0 and c == escape)):
+        c = buf[_u(p)]
+        if p + 1 < e and ((c == quote and buf[_u(p + 1)] == quote) or (escape >= 0 and c == escape)):
             p += 1
-            c = buf[p]
-        out[w] = c
+            c = buf[_u(p)]
+        out[_u(w)] = c
         w += 1
         p += 1
     return w
@@ -1126,41 +1129,41 @@ def gather_string_column(buf, starts, ends, flags, row_first, col, n, null_data,
     nerr = 0
     first = -1
     pos = 0
-    out_offsets[0] = 0
+    out_offsets[_u(0)] = 0
     cap = out_data.shape[0]
     nf = _null_filter(null_data, null_offsets)
     nb = buf.shape[0]
     nfields = min(starts.shape[0], ends.shape[0])
     for r in range(n):
-        i = row_first[r] + col
+        i = row_first[_u(r)] + col
         ok = False
         end = pos
         if 0 <= i < nfields:
-            s = starts[i]
-            e = ends[i]
+            s = starts[_u(i)]
+            e = ends[_u(i)]
             if 0 <= s <= e <= nb:
-                fl = flags[i]
+                fl = flags[_u(i)]
                 if _maybe_null(nf[4], e - s) and _is_null(buf, s, e, fl, null_data, null_offsets, quoted_null, nf):
                     nulls += 1
-                    out_offsets[r + 1] = pos
+                    out_offsets[_u(r + 1)] = pos
                     continue
                 ln = e - s
                 if pos + ln > cap or pos + ln > 2147483647:
                     raise ValueError("parse kernel: out_data too small (use string_column_size)")
                 if (fl & 2) == 0:
                     for t in range(ln):
-                        out_data[pos + t] = buf[s + t]
+                        out_data[_u(pos + t)] = buf[_u(s + t)]
                     end = pos + ln
                 else:
                     end = _unescape_into(buf, s, e, quote, escape, out_data, pos)
                 ok = not validate or _utf8_valid(out_data, pos, end)
         if ok:
             pos = end
-            out_offsets[r + 1] = pos
+            out_offsets[_u(r + 1)] = pos
             _set_bit(out_validity, r)
             continue
-        out_offsets[r + 1] = pos
-        row_err[r] = 1
+        out_offsets[_u(r + 1)] = pos
+        row_err[_u(r)] = 1
         nerr += 1
         nulls += 1
         if first < 0:
@@ -1207,12 +1210,12 @@ def infer_column(buf, starts, ends, flags, row_first, col, n, null_data, null_of
     nb = buf.shape[0]
     nfields = min(starts.shape[0], ends.shape[0])
     for r in range(min(n, row_first.shape[0])):
-        i, s, e = _field(starts, ends, row_first[r] + col, nfields, nb)
+        i, s, e = _field(starts, ends, row_first[_u(r)] + col, nfields, nb)
         if i < 0:
             mask = 0
             nonnull += 1
             continue
-        if _is_null(buf, s, e, flags[i], null_data, null_offsets, quoted_null, nf):
+        if _is_null(buf, s, e, flags[_u(i)], null_data, null_offsets, quoted_null, nf):
             continue
         nonnull += 1
         if mask != 0:
