@@ -89,6 +89,7 @@ ELEMENT_KEY = np.array([255], dtype=np.uint8)
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
+_u = np.uintp  # unsigned indices where positions are read/written: no negative-index wraparound test (kernels/csv.py)
 
 
 # -- scanning helpers ----------------------------------------------------------------------------
@@ -116,7 +117,7 @@ def _hexval(c):
 def _hex4(buf, p):
     v = 0
     for q in range(4):
-        h = _hexval(buf[p + q])
+        h = _hexval(buf[_u(p + q)])
         if h < 0:
             return -1
         v = v * 16 + h
@@ -164,7 +165,7 @@ def scan_string(buf, p, end, lines):
     if hi8 & _HIGH8:
         hi = 128
     while p < end:
-        c = buf[p]
+        c = buf[_u(p)]
         if c == 34:
             if hi >= 128:
                 bad = first_invalid_utf8(buf, s, p)
@@ -175,10 +176,10 @@ def scan_string(buf, p, end, lines):
             esc = True
             if p + 1 >= end:
                 return 1, p, esc, E_NONE, 0
-            d = buf[p + 1]
+            d = buf[_u(p + 1)]
             if d == 117:
                 for q in range(p + 2, min(p + 6, end)):
-                    if _hexval(buf[q]) < 0:
+                    if _hexval(buf[_u(q)]) < 0:
                         return 2, p, esc, E_ESCAPE, p
                 if p + 6 > end:
                     return 1, p, esc, E_NONE, 0
@@ -186,10 +187,10 @@ def scan_string(buf, p, end, lines):
                 if 0xDC00 <= cp <= 0xDFFF:
                     return 2, p, esc, E_SURROGATE, p
                 if 0xD800 <= cp <= 0xDBFF:
-                    if (p + 6 < end and buf[p + 6] != 92) or (p + 7 < end and buf[p + 7] != 117):
+                    if (p + 6 < end and buf[_u(p + 6)] != 92) or (p + 7 < end and buf[_u(p + 7)] != 117):
                         return 2, p, esc, E_SURROGATE, p
                     for q in range(p + 8, min(p + 12, end)):
-                        if _hexval(buf[q]) < 0:
+                        if _hexval(buf[_u(q)]) < 0:
                             return 2, p, esc, E_ESCAPE, p + 6
                     if p + 12 > end:
                         return 1, p, esc, E_NONE, 0
@@ -215,44 +216,44 @@ def scan_string(buf, p, end, lines):
 def _scan_number(buf, p, end, eof):
     """``(status, q, kind, code)``: status 0 ok (number ``buf[p:q]``), 1 incomplete, 2 error at ``q``."""
     s = p
-    if buf[p] == 45:
+    if buf[_u(p)] == 45:
         p += 1
         if p >= end:
             return (1 if not eof else 2), p, 0, E_NUMBER
-        if buf[p] == 73:  # -Infinity
+        if buf[_u(p)] == 73:  # -Infinity
             return 2, p, 0, E_NAN_INF
-    c = buf[p]
+    c = buf[_u(p)]
     if c == 48:
         p += 1
     elif 49 <= c <= 57:
-        while p < end and 48 <= buf[p] <= 57:
+        while p < end and 48 <= buf[_u(p)] <= 57:
             p += 1
     else:
         return 2, p, 0, E_NUMBER
-    nd = p - s - (1 if buf[s] == 45 else 0)
+    nd = p - s - (1 if buf[_u(s)] == 45 else 0)
     isfloat = False
-    if p < end and buf[p] == 46:
+    if p < end and buf[_u(p)] == 46:
         isfloat = True
         p += 1
         q = p
-        while p < end and 48 <= buf[p] <= 57:
+        while p < end and 48 <= buf[_u(p)] <= 57:
             p += 1
         if p == q:
             return (1 if p >= end and not eof else 2), p, 0, E_NUMBER
-    if p < end and (buf[p] == 101 or buf[p] == 69):
+    if p < end and (buf[_u(p)] == 101 or buf[_u(p)] == 69):
         isfloat = True
         p += 1
-        if p < end and (buf[p] == 43 or buf[p] == 45):
+        if p < end and (buf[_u(p)] == 43 or buf[_u(p)] == 45):
             p += 1
         q = p
-        while p < end and 48 <= buf[p] <= 57:
+        while p < end and 48 <= buf[_u(p)] <= 57:
             p += 1
         if p == q:
             return (1 if p >= end and not eof else 2), p, 0, E_NUMBER
     if p >= end:
         if not eof:
             return 1, p, 0, E_NONE
-    elif not _is_delim(buf[p]):
+    elif not _is_delim(buf[_u(p)]):
         return 2, p, 0, E_NUMBER
     if isfloat:
         return 0, p, K_FLOAT, E_NONE
@@ -267,7 +268,7 @@ def _scan_number(buf, p, end, eof):
 @njit(inline="always")
 def _scan_literal(buf, p, end, eof):
     """``(status, q, kind, code)`` for true/false/null at ``p``."""
-    c = buf[p]
+    c = buf[_u(p)]
     if c == 116:
         w0, w1, w2, w3, w4, ln, kind = 116, 114, 117, 101, 0, 4, K_TRUE
     elif c == 102:
@@ -278,13 +279,13 @@ def _scan_literal(buf, p, end, eof):
         if p + q >= end:
             return (1 if not eof else 2), p + q, 0, (E_NONE if not eof else E_LITERAL)
         w = w0 if q == 0 else (w1 if q == 1 else (w2 if q == 2 else (w3 if q == 3 else w4)))
-        if buf[p + q] != w:
+        if buf[_u(p + q)] != w:
             return 2, p, 0, E_LITERAL
     q = p + ln
     if q >= end:
         if not eof:
             return 1, q, 0, E_NONE
-    elif not _is_delim(buf[q]):
+    elif not _is_delim(buf[_u(q)]):
         return 2, p, 0, E_LITERAL
     return 0, q, kind, E_NONE
 
@@ -303,7 +304,7 @@ def _bad_value_code(c):
 def _key_hash(parent, kb, s, e):
     h = _FNV_OFFSET ^ np.uint64(parent + 1)
     for p in range(s, e):
-        h = (h ^ np.uint64(kb[p])) * _FNV_PRIME
+        h = (h ^ np.uint64(kb[_u(p)])) * _FNV_PRIME
     return h ^ (h >> np.uint64(29))
 
 
@@ -315,7 +316,7 @@ def _node_is(k, parent, kb, s, e, node_parent, node_koff, node_kdata):
     if node_koff[k + 1] - a != e - s:
         return False
     for t in range(e - s):
-        if node_kdata[a + t] != kb[s + t]:
+        if node_kdata[a + t] != kb[_u(s + t)]:
             return False
     return True
 
@@ -347,7 +348,7 @@ def _lookup(parent, prev, kb, s, e, node_parent, node_koff, node_kdata, node_col
             meta[M_KEYLEN] = max(meta[M_KEYLEN], e - s)
             return -1
         for t in range(e - s):
-            node_kdata[used + t] = kb[s + t]
+            node_kdata[used + t] = kb[_u(s + t)]
         node_parent[n] = parent
         node_koff[n + 1] = used + (e - s)
         node_col[n] = COL_NONE
@@ -380,21 +381,21 @@ def rebuild_hash(node_parent, node_koff, node_kdata, n_nodes, htab):
 @njit(inline="always")
 def _put_utf8(out, w, cp):
     if cp < 0x80:
-        out[w] = cp
+        out[_u(w)] = cp
         return w + 1
     if cp < 0x800:
-        out[w] = 0xC0 | (cp >> 6)
-        out[w + 1] = 0x80 | (cp & 0x3F)
+        out[_u(w)] = 0xC0 | (cp >> 6)
+        out[_u(w + 1)] = 0x80 | (cp & 0x3F)
         return w + 2
     if cp < 0x10000:
-        out[w] = 0xE0 | (cp >> 12)
-        out[w + 1] = 0x80 | ((cp >> 6) & 0x3F)
-        out[w + 2] = 0x80 | (cp & 0x3F)
+        out[_u(w)] = 0xE0 | (cp >> 12)
+        out[_u(w + 1)] = 0x80 | ((cp >> 6) & 0x3F)
+        out[_u(w + 2)] = 0x80 | (cp & 0x3F)
         return w + 3
-    out[w] = 0xF0 | (cp >> 18)
-    out[w + 1] = 0x80 | ((cp >> 12) & 0x3F)
-    out[w + 2] = 0x80 | ((cp >> 6) & 0x3F)
-    out[w + 3] = 0x80 | (cp & 0x3F)
+    out[_u(w)] = 0xF0 | (cp >> 18)
+    out[_u(w + 1)] = 0x80 | ((cp >> 12) & 0x3F)
+    out[_u(w + 2)] = 0x80 | ((cp >> 6) & 0x3F)
+    out[_u(w + 3)] = 0x80 | (cp & 0x3F)
     return w + 4
 
 
@@ -404,13 +405,13 @@ def decode_string_into(buf, s, e, out, w):
     escapes; returns the end in ``out``. The output is never longer than the input."""
     p = s
     while p < e:
-        c = buf[p]
+        c = buf[_u(p)]
         if c != 92:
-            out[w] = c
+            out[_u(w)] = c
             w += 1
             p += 1
             continue
-        d = buf[p + 1]
+        d = buf[_u(p + 1)]
         if d == 117:
             cp = _hex4(buf, p + 2)
             p += 6
@@ -431,7 +432,7 @@ def decode_string_into(buf, s, e, out, w):
             c = 9
         else:
             c = d
-        out[w] = c
+        out[_u(w)] = c
         w += 1
         p += 2
     return w
@@ -469,9 +470,9 @@ def _close_kept(d, p, kind, base, kinds, starts, ends, node_col, nstk, astk, est
                 pending[npend] = an * 2 + 1
                 npend += 1
         elif d == 1:
-            kinds[base + col] = kind
-            starts[base + col] = astk[d]
-            ends[base + col] = p + 1
+            kinds[_u(base + col)] = kind
+            starts[_u(base + col)] = astk[d]
+            ends[_u(base + col)] = p + 1
     return npend
 
 
@@ -501,15 +502,15 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
     d = 0
     nl = 0
     npend = 0
-    is_obj = buf[p] == 123
+    is_obj = buf[_u(p)] == 123
     vnode = root if is_obj else -1
     st = 0  # 0 value, 1 key or '}', 2 key, 3 after a value, 4 value or ']', 5 value after ',' in an array
     while True:
         if st == 3 and d == 0:
             return 0, p, E_NONE, 0, nl, is_obj, npend
         if st != 0 or d > 0:
-            while p < end and _is_ws(buf[p]):
-                if buf[p] == 10:
+            while p < end and _is_ws(buf[_u(p)]):
+                if buf[_u(p)] == 10:
                     if lines:
                         return 2, p, E_LINE_ENDS, p, nl, is_obj, npend
                     nl += 1
@@ -518,7 +519,7 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
             if eof:
                 return 2, p, E_TRUNCATED, p, nl, is_obj, npend
             return 1, p, E_NONE, 0, nl, is_obj, npend
-        c = buf[p]
+        c = buf[_u(p)]
         if st == 3:
             top = stk[d - 1]
             if c == 44:
@@ -539,9 +540,9 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
                 elif an >= 0:
                     col = node_col[an]
                     if col >= 0:
-                        kinds[base + col] = K_ARRAY
-                        starts[base + col] = astk[d]
-                        ends[base + col] = p + 1
+                        kinds[_u(base + col)] = K_ARRAY
+                        starts[_u(base + col)] = astk[d]
+                        ends[_u(base + col)] = p + 1
                     elif npend < pending.shape[0]:
                         pending[npend] = an * 2 + 1
                         npend += 1
@@ -571,8 +572,8 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
             if r == 2:
                 return 2, ep, code, ep, nl, is_obj, npend
             p = ke + 1
-            while p < end and _is_ws(buf[p]):
-                if buf[p] == 10:
+            while p < end and _is_ws(buf[_u(p)]):
+                if buf[_u(p)] == 10:
                     if lines:
                         return 2, p, E_LINE_ENDS, p, nl, is_obj, npend
                     nl += 1
@@ -581,7 +582,7 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
                 if eof:
                     return 2, p, E_TRUNCATED, p, nl, is_obj, npend
                 return 1, p, E_NONE, 0, nl, is_obj, npend
-            if buf[p] != 58:
+            if buf[_u(p)] != 58:
                 return 2, p, E_EXPECTED_COLON, p, nl, is_obj, npend
             p += 1
             parent = nstk[d - 1]
@@ -678,9 +679,9 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
                     if estk[d - 1] >= 0:
                         _emit(ev, evk, evn, col, estk[d - 1], kind, s, e, evn[2])
                 else:
-                    kinds[base + col] = kind
-                    starts[base + col] = s
-                    ends[base + col] = e
+                    kinds[_u(base + col)] = kind
+                    starts[_u(base + col)] = s
+                    ends[_u(base + col)] = e
             elif (col == COL_NONE or kind != K_NULL) and npend < pending.shape[0]:
                 pending[npend] = vnode * 2 + (0 if kind == K_NULL else 1)
                 npend += 1
@@ -731,22 +732,22 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
     while True:
         # between records
         if mode == LINES:
-            while p < end and _is_ws(buf[p]):
-                if buf[p] == 10:
+            while p < end and _is_ws(buf[_u(p)]):
+                if buf[_u(p)] == 10:
                     line += 1
                 p += 1
             if p >= end:
                 return n, nrej, p, line, state, (DONE if eof else NEED_MORE), E_NONE, 0, line, p
         else:
-            while p < end and _is_ws(buf[p]):
-                if buf[p] == 10:
+            while p < end and _is_ws(buf[_u(p)]):
+                if buf[_u(p)] == 10:
                     line += 1
                 p += 1
             if p >= end:
                 if eof:
                     return n, nrej, p, line, state, ERROR, E_TRUNCATED, p, line, p
                 return n, nrej, p, line, state, NEED_MORE, E_NONE, 0, line, p
-            c = buf[p]
+            c = buf[_u(p)]
             if state == 1:
                 if c == 44:
                     p += 1
@@ -763,7 +764,7 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
             return n, nrej, p, line, state, FULL, E_NONE, 0, line, p
         base = n * ns
         for cc in range(ns):
-            kinds[base + cc] = K_MISSING
+            kinds[_u(base + cc)] = K_MISSING
         rec = p
         ne0 = ne1 = 0
         if len(keep):
@@ -785,11 +786,11 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
         if st == 3:
             return n, nrej, rec, line, state, TABLE_FULL, E_NONE, 0, line, rec
         if st == 0 and mode == LINES:  # only blanks may follow on the line
-            while q < end and (buf[q] == 32 or buf[q] == 9 or buf[q] == 13):
+            while q < end and (buf[_u(q)] == 32 or buf[_u(q)] == 9 or buf[_u(q)] == 13):
                 q += 1
             if q >= end and not eof:
                 return n, nrej, rec, line, state, NEED_MORE, E_NONE, 0, line, rec
-            if q < end and buf[q] != 10:
+            if q < end and buf[_u(q)] != 10:
                 st, code, ep = 2, E_GARBAGE, q
         if st == 0 and not is_obj:
             st, code, ep = 2, E_NOT_OBJECT, rec
@@ -799,21 +800,21 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
                 return n, nrej, rec, line, state, ERROR, code, ep, eline, rec
             if mode == LINES:
                 stop = ep if code != E_NOT_OBJECT else q
-                while stop < end and buf[stop] != 10:
+                while stop < end and buf[_u(stop)] != 10:
                     stop += 1
                 if stop >= end and not eof:
                     return n, nrej, rec, line, state, NEED_MORE, E_NONE, 0, line, rec
                 rec_stop = stop
-                while rec_stop > rec and (buf[rec_stop - 1] == 13):
+                while rec_stop > rec and (buf[_u(rec_stop - 1)] == 13):
                     rec_stop -= 1
             else:
                 stop = q
                 rec_stop = q
-            rej_start[nrej] = rec
-            rej_end[nrej] = rec_stop
-            rej_code[nrej] = code
-            rej_pos[nrej] = ep
-            rej_line[nrej] = eline
+            rej_start[_u(nrej)] = rec
+            rej_end[_u(nrej)] = rec_stop
+            rej_code[_u(nrej)] = code
+            rej_pos[_u(nrej)] = ep
+            rej_line[_u(nrej)] = eline
             nrej += 1
             p = stop
             line += nl
@@ -826,7 +827,7 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
             node_seen[nd] |= np.uint8(1 if (pending[t] & 1) else 2)
             meta[M_NEED] = 1
         for cc in range(ns):
-            k = kinds[base + cc]
+            k = kinds[_u(base + cc)]
             if k != K_MISSING:
                 colmask[cc] |= np.int64(1) << np.int64(k)
         if len(keep):
@@ -835,9 +836,9 @@ def tokenize(buf, pos, end, eof, mode, state, line, max_rows, max_depth, skip_er
                 if 0 <= sl < evmask.shape[0]:
                     evmask[sl] |= np.int64(1) << np.int64(evk[i])
             evn[0] = ne1
-        row_start[n] = rec
-        row_end[n] = q
-        row_line[n] = line
+        row_start[_u(n)] = rec
+        row_end[_u(n)] = q
+        row_line[_u(n)] = line
         n += 1
         line += nl
         p = q
@@ -867,7 +868,7 @@ def _skip_value(buf, p, end, eof, max_depth, stk, nstk, pstk, astk, z8, z32, z64
 # -- typed extraction (worker threads) -----------------------------------------------------------
 @njit(inline="always")
 def _error(row_err, r, nerr, first):
-    row_err[r] = 1
+    row_err[_u(r)] = 1
     return nerr + 1, (r if first < 0 else first)
 
 
@@ -879,17 +880,17 @@ def extract_int(buf, kinds, starts, ends, ns, col, n, lo, hi, out_values, out_va
     first = -1
     for r in range(n):
         i = r * ns + col
-        k = kinds[i]
-        out_values[r] = 0
+        k = kinds[_u(i)]
+        out_values[_u(r)] = 0
         if k <= K_NULL:
             nulls += 1
             continue
         ok = False
         v = 0
         if k == K_INT:
-            ok, v = _parse_int_span(buf, starts[i], ends[i], lo, hi)
+            ok, v = _parse_int_span(buf, starts[_u(i)], ends[_u(i)], lo, hi)
         if ok:
-            out_values[r] = v
+            out_values[_u(r)] = v
             _set_bit(out_validity, r)
             continue
         nulls += 1
@@ -911,23 +912,23 @@ def extract_float(buf, kinds, starts, ends, ns, col, n, out_values, out_validity
     nslow = 0
     for r in range(n):
         i = r * ns + col
-        k = kinds[i]
-        out_values[r] = 0
+        k = kinds[_u(i)]
+        out_values[_u(r)] = 0
         if k <= K_NULL:
             nulls += 1
             continue
         st = 0
         v = 0.0
         if K_INT <= k <= K_FLOAT:
-            st, v = _parse_float_span(buf, starts[i], ends[i])
+            st, v = _parse_float_span(buf, starts[_u(i)], ends[_u(i)])
             if st == 1 and f32:
                 st = 2
         if st == 1:
-            out_values[r] = v
+            out_values[_u(r)] = v
             _set_bit(out_validity, r)
             continue
         if st == 2:
-            slow_rows[nslow] = r
+            slow_rows[_u(nslow)] = r
             nslow += 1
             _set_bit(out_validity, r)
             continue
@@ -948,7 +949,7 @@ def extract_decimal(buf, kinds, starts, ends, ns, col, n, precision, scale, out_
     nslow = 0
     for r in range(n):
         i = r * ns + col
-        k = kinds[i]
+        k = kinds[_u(i)]
         out_values[r, 0] = 0
         out_values[r, 1] = 0
         if k <= K_NULL:
@@ -957,14 +958,14 @@ def extract_decimal(buf, kinds, starts, ends, ns, col, n, precision, scale, out_
         st = 0
         v = 0
         if K_INT <= k <= K_FLOAT:
-            st, v = _parse_decimal_span(buf, starts[i], ends[i], precision, scale)
+            st, v = _parse_decimal_span(buf, starts[_u(i)], ends[_u(i)], precision, scale)
         if st == 1:
             out_values[r, 0] = v
             out_values[r, 1] = -1 if v < 0 else 0
             _set_bit(out_validity, r)
             continue
         if st == 2:
-            slow_rows[nslow] = r
+            slow_rows[_u(nslow)] = r
             nslow += 1
             _set_bit(out_validity, r)
             continue
@@ -982,7 +983,7 @@ def extract_bool(kinds, ns, col, n, out_values, out_validity, row_err, stop_at_f
     nerr = 0
     first = -1
     for r in range(n):
-        k = kinds[r * ns + col]
+        k = kinds[_u(r * ns + col)]
         if k <= K_NULL:
             nulls += 1
             continue
@@ -1007,16 +1008,16 @@ def extract_temporal(buf, kinds, starts, ends, ns, col, n, is_date, want_tz, out
     first = -1
     for r in range(n):
         i = r * ns + col
-        k = kinds[i]
-        out_values[r] = 0
+        k = kinds[_u(i)]
+        out_values[_u(r)] = 0
         if k <= K_NULL:
             nulls += 1
             continue
         ok = False
         v = 0
         if k == K_STR:
-            s = starts[i]
-            e = ends[i]
+            s = starts[_u(i)]
+            e = ends[_u(i)]
             if is_date:
                 if e - s == 10:
                     ok, v = _parse_date_at(buf, s, e)
@@ -1024,7 +1025,7 @@ def extract_temporal(buf, kinds, starts, ends, ns, col, n, is_date, want_tz, out
                 ok, v, tz = _parse_ts_span(buf, s, e)
                 ok = ok and (want_tz or not tz)
         if ok:
-            out_values[r] = v
+            out_values[_u(r)] = v
             _set_bit(out_validity, r)
             continue
         nulls += 1
@@ -1040,8 +1041,8 @@ def text_column_size(kinds, starts, ends, ns, col, n):
     total = 0
     for r in range(n):
         i = r * ns + col
-        if kinds[i] > K_NULL:
-            total += ends[i] - starts[i] + 2
+        if kinds[_u(i)] > K_NULL:
+            total += ends[_u(i)] - starts[_u(i)] + 2
     return total
 
 
@@ -1056,16 +1057,16 @@ def extract_text(buf, kinds, starts, ends, ns, col, n, as_json, out_offsets, out
         raise ValueError("extract_text: out_offsets is shorter than n + 1")
     nulls = 0
     w = 0
-    out_offsets[0] = 0
+    out_offsets[_u(0)] = 0
     for r in range(n):
         i = r * ns + col
-        k = kinds[i]
+        k = kinds[_u(i)]
         if k <= K_NULL:
             nulls += 1
-            out_offsets[r + 1] = w
+            out_offsets[_u(r + 1)] = w
             continue
-        s = starts[i]
-        e = ends[i]
+        s = starts[_u(i)]
+        e = ends[_u(i)]
         if (k == K_STR or k == K_STRESC) and as_json:
             s -= 1
             e += 1
@@ -1075,9 +1076,9 @@ def extract_text(buf, kinds, starts, ends, ns, col, n, as_json, out_offsets, out
             w = decode_string_into(buf, s, e, out_data, w)
         else:
             for t in range(e - s):  # not a slice copy: that could allocate, and kernels run without NRT
-                out_data[w + t] = buf[s + t]
+                out_data[_u(w + t)] = buf[_u(s + t)]
             w += e - s
-        out_offsets[r + 1] = w
+        out_offsets[_u(r + 1)] = w
         _set_bit(out_validity, r)
     return nulls, w
 
@@ -1090,7 +1091,7 @@ def infer_strings(buf, kinds, starts, ends, ns, col, n):
     cnt = 0
     for r in range(n):
         i = r * ns + col
-        k = kinds[i]
+        k = kinds[_u(i)]
         if k <= K_NULL:
             continue
         cnt += 1
@@ -1099,8 +1100,8 @@ def infer_strings(buf, kinds, starts, ends, ns, col, n):
             continue
         if mask == 0:
             continue
-        s = starts[i]
-        e = ends[i]
+        s = starts[_u(i)]
+        e = ends[_u(i)]
         m = 0
         if e - s >= 10:
             ok, _, tz = _parse_ts_span(buf, s, e)
@@ -1125,20 +1126,20 @@ def cut_lines(buf, pos, end, max_lines):
     while p + step <= end:
         c = 0
         for i in range(p, p + step):
-            if buf[i] == 10:
+            if buf[_u(i)] == 10:
                 c += 1
         if n + c >= max_lines:
             break
         n += c
         p += step
     while p < end:
-        if buf[p] == 10:
+        if buf[_u(p)] == 10:
             n += 1
             if n >= max_lines:
                 return p + 1, n
         p += 1
     q = end - 1
-    while q >= pos and buf[q] != 10:
+    while q >= pos and buf[_u(q)] != 10:
         q -= 1
     return q + 1, n
 
@@ -1148,18 +1149,18 @@ def cut_lines(buf, pos, end, max_lines):
 def _dict_find(src, s, e, table, mask, dict_offsets, dict_data):
     h = _FNV_OFFSET
     for p in range(s, e):
-        h = (h ^ np.uint64(src[p])) * _FNV_PRIME
+        h = (h ^ np.uint64(src[_u(p)])) * _FNV_PRIME
     slot = (h ^ (h >> np.uint64(29))) & mask
     ln = e - s
     while True:
         k = table[slot]
         if k < 0:
             return -1, slot
-        a = dict_offsets[k]
-        if dict_offsets[k + 1] - a == ln:
+        a = dict_offsets[_u(k)]
+        if dict_offsets[_u(k + 1)] - a == ln:
             same = True
             for t in range(ln):
-                if dict_data[a + t] != src[s + t]:
+                if dict_data[_u(a + t)] != src[_u(s + t)]:
                     same = False
                     break
             if same:
@@ -1183,16 +1184,16 @@ def extract_dict(buf, kinds, starts, ends, ns, col, n, table, dict_offsets, dict
     nulls = 0
     n_entries = 0
     used = 0
-    dict_offsets[0] = 0
+    dict_offsets[_u(0)] = 0
     for r in range(n):
         i = r * ns + col
-        k = kinds[i]
-        out_codes[r] = 0
+        k = kinds[_u(i)]
+        out_codes[_u(r)] = 0
         if k <= K_NULL:
             nulls += 1
             continue
-        s = starts[i]
-        e = ends[i]
+        s = starts[_u(i)]
+        e = ends[_u(i)]
         if k == K_STR:
             code, slot = _dict_find(buf, s, e, table, mask, dict_offsets, dict_data)
             ln = e - s
@@ -1200,7 +1201,7 @@ def extract_dict(buf, kinds, starts, ends, ns, col, n, table, dict_offsets, dict
                 if n_entries >= max_entries or used + ln > cap:
                     return nulls, n_entries, 1
                 for t in range(ln):
-                    dict_data[used + t] = buf[s + t]
+                    dict_data[_u(used + t)] = buf[_u(s + t)]
         elif k == K_STRESC:
             if used + (e - s) > cap:
                 return nulls, n_entries, 1
@@ -1214,10 +1215,10 @@ def extract_dict(buf, kinds, starts, ends, ns, col, n, table, dict_offsets, dict
         if code < 0:
             used += ln
             code = n_entries
-            dict_offsets[n_entries + 1] = used
+            dict_offsets[_u(n_entries + 1)] = used
             table[slot] = code
             n_entries += 1
-        out_codes[r] = code
+        out_codes[_u(r)] = code
         _set_bit(out_validity, r)
     return nulls, n_entries, 0
 
@@ -1228,13 +1229,13 @@ _NULL_TEXT = np.frombuffer(b"null", dtype=np.uint8)
 
 @njit(inline="always")
 def _is_valid(validity, has_nulls, i):
-    return (not has_nulls) or ((validity[i >> 3] >> (i & 7)) & 1) == 1
+    return (not has_nulls) or ((validity[_u(i >> 3)] >> (i & 7)) & 1) == 1
 
 
 @njit(inline="always")
 def _copy_span(src, a, b, out, w):
     for j in range(a, b):
-        out[w] = src[j]
+        out[_u(w)] = src[_u(j)]
         w += 1
     return w
 
@@ -1249,22 +1250,22 @@ def render_struct(n, cdata, coffs, keys, koffs, validity, has_nulls, out, offs):
     """
     nc = coffs.shape[0]
     w = 0
-    offs[0] = 0
+    offs[_u(0)] = 0
     for i in range(n):
         if not _is_valid(validity, has_nulls, i):
             w = _copy_span(_NULL_TEXT, 0, 4, out, w)
         else:
-            out[w] = 123
+            out[_u(w)] = 123
             w += 1
             for c in range(nc):
                 if c:
-                    out[w] = 44
+                    out[_u(w)] = 44
                     w += 1
-                w = _copy_span(keys, koffs[c], koffs[c + 1], out, w)
+                w = _copy_span(keys, koffs[_u(c)], koffs[_u(c + 1)], out, w)
                 w = _copy_span(cdata, coffs[c, i], coffs[c, i + 1], out, w)
-            out[w] = 125
+            out[_u(w)] = 125
             w += 1
-        offs[i + 1] = w
+        offs[_u(i + 1)] = w
     return w
 
 
@@ -1273,19 +1274,19 @@ def render_list(n, edata, eoffs, loffs, validity, has_nulls, out, offs):
     """Rows of a list as JSON arrays ``[e0,e1]`` (``null`` where the list is null): the elements of
     row ``i`` are ``loffs[i]..loffs[i + 1]``, element ``k``'s text ``edata[eoffs[k]:eoffs[k + 1]]``."""
     w = 0
-    offs[0] = 0
+    offs[_u(0)] = 0
     for i in range(n):
         if not _is_valid(validity, has_nulls, i):
             w = _copy_span(_NULL_TEXT, 0, 4, out, w)
         else:
-            out[w] = 91
+            out[_u(w)] = 91
             w += 1
-            for k in range(loffs[i], loffs[i + 1]):
-                if k > loffs[i]:
-                    out[w] = 44
+            for k in range(loffs[_u(i)], loffs[_u(i + 1)]):
+                if k > loffs[_u(i)]:
+                    out[_u(w)] = 44
                     w += 1
-                w = _copy_span(edata, eoffs[k], eoffs[k + 1], out, w)
-            out[w] = 93
+                w = _copy_span(edata, eoffs[_u(k)], eoffs[_u(k + 1)], out, w)
+            out[_u(w)] = 93
             w += 1
-        offs[i + 1] = w
+        offs[_u(i + 1)] = w
     return w
