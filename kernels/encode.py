@@ -28,16 +28,18 @@ MAX_FIXED_WIDTH = 48  # longest rendering of an int64, date32, timestamp[us] or 
 US_PER_DAY = 86400000000
 NO_QUOTE = -1
 
+_u = np.uintp  # unsigned indices: no negative-index wraparound test per access (see kernels/csv.py)
+
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _valid(validity, has_nulls, i):
-    return (not has_nulls) or ((validity[i >> 3] >> (i & 7)) & 1) == 1
+    return (not has_nulls) or ((validity[_u(i >> 3)] >> (i & 7)) & 1) == 1
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _put_tok(out, p, tok):
     for j in range(tok.shape[0]):
-        out[p + j] = tok[j]
+        out[_u(p + j)] = tok[j]
     return p + tok.shape[0]
 
 
@@ -53,7 +55,7 @@ def _put_digits(out, p, v, width):
         nd = width
     q = p + nd - 1
     while q >= p:
-        out[q] = 48 + v % 10
+        out[_u(q)] = 48 + v % 10
         v //= 10
         q -= 1
     return p + nd
@@ -63,7 +65,7 @@ def _put_digits(out, p, v, width):
 def _put_int(out, p, v, scale):
     """Write int64 ``v`` as a decimal with ``scale`` fraction digits (0: a plain integer)."""
     if v < 0:
-        out[p] = 45
+        out[_u(p)] = 45
         p += 1
         if v == -9223372036854775807 - 1:  # |v| does not fit in int64
             return _put_int64_min_abs(out, p, scale)
@@ -71,14 +73,14 @@ def _put_int(out, p, v, scale):
     if scale == 0:
         return _put_digits(out, p, v, 1)
     if scale >= 19:  # |v| < 10**19: no integer digits, and 10**scale would overflow int64
-        out[p] = 48
-        out[p + 1] = 46
+        out[_u(p)] = 48
+        out[_u(p + 1)] = 46
         return _put_digits(out, p + 2, v, scale)
     pow10 = 1
     for _ in range(scale):
         pow10 *= 10
     p = _put_digits(out, p, v // pow10, 1)
-    out[p] = 46
+    out[_u(p)] = 46
     return _put_digits(out, p + 1, v % pow10, scale)
 
 
@@ -88,21 +90,21 @@ def _put_int64_min_abs(out, p, scale):
     digits = _INT64_MIN_DIGITS
     nd = 19
     if scale >= nd:
-        out[p] = 48
-        out[p + 1] = 46
+        out[_u(p)] = 48
+        out[_u(p + 1)] = 46
         p += 2
         for _ in range(scale - nd):
-            out[p] = 48
+            out[_u(p)] = 48
             p += 1
         for j in range(nd):
-            out[p] = digits[j]
+            out[_u(p)] = digits[j]
             p += 1
         return p
     for j in range(nd):
         if j == nd - scale:
-            out[p] = 46
+            out[_u(p)] = 46
             p += 1
-        out[p] = digits[j]
+        out[_u(p)] = digits[j]
         p += 1
     return p
 
@@ -126,13 +128,13 @@ def _civil(days):
 def _put_date(out, p, days):
     y, m, d = _civil(days)
     if y < 0:
-        out[p] = 45
+        out[_u(p)] = 45
         p += 1
         y = -y
     p = _put_digits(out, p, y, 4)
-    out[p] = 45
+    out[_u(p)] = 45
     p = _put_digits(out, p + 1, m, 2)
-    out[p] = 45
+    out[_u(p)] = 45
     return _put_digits(out, p + 1, d, 2)
 
 
@@ -141,15 +143,15 @@ def render_ints(values, n, validity, has_nulls, null_tok, out, offs):
     """Integers (any int dtype) as decimal text."""
     p = 0
     cap = out.shape[0]
-    offs[0] = 0
+    offs[_u(0)] = 0
     for i in range(n):
         if p + MAX_FIXED_WIDTH + null_tok.shape[0] > cap:
             return -1
         if _valid(validity, has_nulls, i):
-            p = _put_int(out, p, np.int64(values[i]), 0)
+            p = _put_int(out, p, np.int64(values[_u(i)]), 0)
         else:
             p = _put_tok(out, p, null_tok)
-        offs[i + 1] = p
+        offs[_u(i + 1)] = p
     return p
 
 
@@ -159,7 +161,7 @@ def render_bools(bits, n, validity, has_nulls, null_tok, true_tok, false_tok, ou
     p = 0
     cap = out.shape[0]
     w = max(null_tok.shape[0], max(true_tok.shape[0], false_tok.shape[0]))
-    offs[0] = 0
+    offs[_u(0)] = 0
     for i in range(n):
         if p + w > cap:
             return -1
@@ -169,7 +171,7 @@ def render_bools(bits, n, validity, has_nulls, null_tok, true_tok, false_tok, ou
             p = _put_tok(out, p, true_tok)
         else:
             p = _put_tok(out, p, false_tok)
-        offs[i + 1] = p
+        offs[_u(i + 1)] = p
     return p
 
 
@@ -178,21 +180,21 @@ def render_dates(days, n, validity, has_nulls, null_tok, quote, out, offs):
     """int32 days since the epoch as ``YYYY-MM-DD`` (wrapped in ``quote`` unless it is NO_QUOTE)."""
     p = 0
     cap = out.shape[0]
-    offs[0] = 0
+    offs[_u(0)] = 0
     for i in range(n):
         if p + MAX_FIXED_WIDTH + null_tok.shape[0] > cap:
             return -1
         if _valid(validity, has_nulls, i):
             if quote >= 0:
-                out[p] = quote
+                out[_u(p)] = quote
                 p += 1
             p = _put_date(out, p, np.int64(days[i]))
             if quote >= 0:
-                out[p] = quote
+                out[_u(p)] = quote
                 p += 1
         else:
             p = _put_tok(out, p, null_tok)
-        offs[i + 1] = p
+        offs[_u(i + 1)] = p
     return p
 
 
@@ -204,7 +206,7 @@ def render_timestamps(us, n, validity, has_nulls, null_tok, quote, zulu, out, of
     """
     p = 0
     cap = out.shape[0]
-    offs[0] = 0
+    offs[_u(0)] = 0
     last_days = np.int64(-(2**62))  # timestamps cluster: reuse the previous row's date text
     last_pos = 0
     last_len = 0
@@ -218,34 +220,34 @@ def render_timestamps(us, n, validity, has_nulls, null_tok, quote, zulu, out, of
             secs = rem // 1000000
             frac = rem - secs * 1000000
             if quote >= 0:
-                out[p] = quote
+                out[_u(p)] = quote
                 p += 1
             if days == last_days:
                 for j in range(last_len):
-                    out[p + j] = out[last_pos + j]
+                    out[_u(p + j)] = out[_u(last_pos + j)]
                 p += last_len
             else:
                 q = _put_date(out, p, days)
                 last_days, last_pos, last_len = days, p, q - p
                 p = q
-            out[p] = 84
+            out[_u(p)] = 84
             p = _put_digits(out, p + 1, secs // 3600, 2)
-            out[p] = 58
+            out[_u(p)] = 58
             p = _put_digits(out, p + 1, (secs // 60) % 60, 2)
-            out[p] = 58
+            out[_u(p)] = 58
             p = _put_digits(out, p + 1, secs % 60, 2)
             if frac:
-                out[p] = 46
+                out[_u(p)] = 46
                 p = _put_digits(out, p + 1, frac, 6)
             if zulu:
-                out[p] = 90
+                out[_u(p)] = 90
                 p += 1
             if quote >= 0:
-                out[p] = quote
+                out[_u(p)] = quote
                 p += 1
         else:
             p = _put_tok(out, p, null_tok)
-        offs[i + 1] = p
+        offs[_u(i + 1)] = p
     return p
 
 
@@ -263,21 +265,21 @@ def render_decimals(words, n, scale, validity, has_nulls, null_tok, quote, out, 
     """Decimals whose unscaled value fits int64 (see ``decimals_fit_int64``) as ``-123.45``."""
     p = 0
     cap = out.shape[0]
-    offs[0] = 0
+    offs[_u(0)] = 0
     for i in range(n):
         if p + MAX_FIXED_WIDTH + scale + null_tok.shape[0] > cap:
             return -1
         if _valid(validity, has_nulls, i):
             if quote >= 0:
-                out[p] = quote
+                out[_u(p)] = quote
                 p += 1
             p = _put_int(out, p, words[i, 0], scale)
             if quote >= 0:
-                out[p] = quote
+                out[_u(p)] = quote
                 p += 1
         else:
             p = _put_tok(out, p, null_tok)
-        offs[i + 1] = p
+        offs[_u(i + 1)] = p
     return p
 
 
@@ -287,36 +289,36 @@ def render_float_text(offsets, data, n, validity, has_nulls, null_tok, nonfinite
     readers keep the column a float; ``nan``/``inf`` become ``null_tok`` when ``nonfinite_null``."""
     p = 0
     cap = out.shape[0]
-    offs[0] = 0
+    offs[_u(0)] = 0
     for i in range(n):
-        a = offsets[i]
-        b = offsets[i + 1]
+        a = offsets[_u(i)]
+        b = offsets[_u(i + 1)]
         if p + (b - a) + 2 + null_tok.shape[0] > cap:
             return -1
         if not _valid(validity, has_nulls, i) or b == a:
             p = _put_tok(out, p, null_tok)
-            offs[i + 1] = p
+            offs[_u(i + 1)] = p
             continue
-        c0 = data[a]
+        c0 = data[_u(a)]
         if c0 == 45 and b - a > 1:
-            c0 = data[a + 1]
+            c0 = data[_u(a + 1)]
         if c0 == 110 or c0 == 105 or c0 == 78 or c0 == 73:  # nan / inf
             if nonfinite_null:
                 p = _put_tok(out, p, null_tok)
-                offs[i + 1] = p
+                offs[_u(i + 1)] = p
                 continue
         integral = True
         for j in range(a, b):
-            c = data[j]
-            out[p] = c
+            c = data[_u(j)]
+            out[_u(p)] = c
             p += 1
             if c == 46 or c == 101 or c == 69 or c == 110 or c == 105 or c == 78 or c == 73:
                 integral = False
         if integral:
-            out[p] = 46
-            out[p + 1] = 48
+            out[_u(p)] = 46
+            out[_u(p + 1)] = 48
             p += 2
-        offs[i + 1] = p
+        offs[_u(i + 1)] = p
     return p
 
 
@@ -331,8 +333,8 @@ def csv_string_size(offsets, data, n, validity, has_nulls, delim, null_len):
     size = 0
     same = True
     for i in range(n):
-        a = offsets[i]
-        b = offsets[i + 1]
+        a = offsets[_u(i)]
+        b = offsets[_u(i + 1)]
         if not _valid(validity, has_nulls, i):
             if b != a or null_len > 0:
                 same = False
@@ -341,7 +343,7 @@ def csv_string_size(offsets, data, n, validity, has_nulls, delim, null_len):
         q = b == a
         extra = 0
         for j in range(a, b):
-            c = data[j]
+            c = data[_u(j)]
             if c == 34:
                 q = True
                 extra += 1
@@ -361,20 +363,20 @@ def render_csv_strings(offsets, data, n, validity, has_nulls, delim, null_tok, o
     (``""``); quotes doubled; nulls as ``null_tok`` (empty)."""
     p = 0
     cap = out.shape[0]
-    offs[0] = 0
+    offs[_u(0)] = 0
     for i in range(n):
-        a = offsets[i]
-        b = offsets[i + 1]
+        a = offsets[_u(i)]
+        b = offsets[_u(i + 1)]
         if not _valid(validity, has_nulls, i):
             if p + null_tok.shape[0] > cap:
                 return -1
             p = _put_tok(out, p, null_tok)
-            offs[i + 1] = p
+            offs[_u(i + 1)] = p
             continue
         q = b == a
         extra = 0
         for j in range(a, b):
-            c = data[j]
+            c = data[_u(j)]
             if c == 34:
                 q = True
                 extra += 1
@@ -384,23 +386,23 @@ def render_csv_strings(offsets, data, n, validity, has_nulls, delim, null_tok, o
             if p + (b - a) > cap:
                 return -1
             for j in range(a, b):
-                out[p] = data[j]
+                out[_u(p)] = data[_u(j)]
                 p += 1
         else:
             if p + (b - a) + extra + 2 > cap:
                 return -1
-            out[p] = 34
+            out[_u(p)] = 34
             p += 1
             for j in range(a, b):
-                c = data[j]
-                out[p] = c
+                c = data[_u(j)]
+                out[_u(p)] = c
                 p += 1
                 if c == 34:
-                    out[p] = 34
+                    out[_u(p)] = 34
                     p += 1
-            out[p] = 34
+            out[_u(p)] = 34
             p += 1
-        offs[i + 1] = p
+        offs[_u(i + 1)] = p
     return p
 
 
@@ -422,8 +424,8 @@ def json_string_size(offsets, data, n, validity, has_nulls, null_len):
             size += null_len
             continue
         size += 2
-        for j in range(offsets[i], offsets[i + 1]):
-            size += _json_escape_len(data[j])
+        for j in range(offsets[_u(i)], offsets[_u(i + 1)]):
+            size += _json_escape_len(data[_u(j)])
     return size
 
 
@@ -434,30 +436,30 @@ def render_json_strings(offsets, data, n, validity, has_nulls, null_tok, out, of
     p = 0
     cap = out.shape[0]
     hexd = _HEX_DIGITS
-    offs[0] = 0
+    offs[_u(0)] = 0
     for i in range(n):
-        a = offsets[i]
-        b = offsets[i + 1]
+        a = offsets[_u(i)]
+        b = offsets[_u(i + 1)]
         if not _valid(validity, has_nulls, i):
             if p + null_tok.shape[0] > cap:
                 return -1
             p = _put_tok(out, p, null_tok)
-            offs[i + 1] = p
+            offs[_u(i + 1)] = p
             continue
         if p + 2 > cap:
             return -1
-        out[p] = 34
+        out[_u(p)] = 34
         p += 1
         for j in range(a, b):
-            c = data[j]
+            c = data[_u(j)]
             k = _json_escape_len(c)
             if p + k + 1 > cap:
                 return -1
             if k == 1:
-                out[p] = c
+                out[_u(p)] = c
                 p += 1
             elif k == 2:
-                out[p] = 92
+                out[_u(p)] = 92
                 if c == 8:
                     c = 98
                 elif c == 9:
@@ -468,19 +470,19 @@ def render_json_strings(offsets, data, n, validity, has_nulls, null_tok, out, of
                     c = 102
                 elif c == 13:
                     c = 114
-                out[p + 1] = c
+                out[_u(p + 1)] = c
                 p += 2
             else:
-                out[p] = 92
-                out[p + 1] = 117
-                out[p + 2] = 48
-                out[p + 3] = 48
-                out[p + 4] = hexd[c >> 4]
-                out[p + 5] = hexd[c & 15]
+                out[_u(p)] = 92
+                out[_u(p + 1)] = 117
+                out[_u(p + 2)] = 48
+                out[_u(p + 3)] = 48
+                out[_u(p + 4)] = hexd[c >> 4]
+                out[_u(p + 5)] = hexd[c & 15]
                 p += 6
-        out[p] = 34
+        out[_u(p)] = 34
         p += 1
-        offs[i + 1] = p
+        offs[_u(i + 1)] = p
     return p
 
 
@@ -490,25 +492,25 @@ def render_raw_text(offsets, data, n, validity, has_nulls, null_tok, quote, out,
     ``quote``; null or empty values become ``null_tok``."""
     p = 0
     cap = out.shape[0]
-    offs[0] = 0
+    offs[_u(0)] = 0
     for i in range(n):
-        a = offsets[i]
-        b = offsets[i + 1]
+        a = offsets[_u(i)]
+        b = offsets[_u(i + 1)]
         if p + (b - a) + 2 + null_tok.shape[0] > cap:
             return -1
         if not _valid(validity, has_nulls, i) or b == a:
             p = _put_tok(out, p, null_tok)
         else:
             if quote >= 0:
-                out[p] = quote
+                out[_u(p)] = quote
                 p += 1
             for j in range(a, b):
-                out[p] = data[j]
+                out[_u(p)] = data[_u(j)]
                 p += 1
             if quote >= 0:
-                out[p] = quote
+                out[_u(p)] = quote
                 p += 1
-        offs[i + 1] = p
+        offs[_u(i + 1)] = p
     return p
 
 
@@ -516,13 +518,13 @@ def render_raw_text(offsets, data, n, validity, has_nulls, null_tok, quote, out,
 def add_span_lengths(offs, n, lens):
     """``lens[i] += offs[i+1] - offs[i]``."""
     for i in range(n):
-        lens[i] += offs[i + 1] - offs[i]
+        lens[_u(i)] += offs[_u(i + 1)] - offs[_u(i)]
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _entry(codes, validity, has_nulls, null_entry, i):
     if _valid(validity, has_nulls, i):
-        return np.int64(codes[i])
+        return np.int64(codes[_u(i)])
     return np.int64(null_entry)
 
 
@@ -531,18 +533,18 @@ def add_span_lengths_take(offs, codes, n, validity, has_nulls, null_entry, lens)
     """Like ``add_span_lengths`` for row ``i`` showing entry ``codes[i]`` (``null_entry`` if null)."""
     for i in range(n):
         k = _entry(codes, validity, has_nulls, null_entry, i)
-        lens[i] += offs[k + 1] - offs[k]
+        lens[_u(i)] += offs[_u(k + 1)] - offs[_u(k)]
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def scatter_spans(buf, offs, n, prefix, out, cursor):
     """Append ``prefix`` then field ``i`` at ``out[cursor[i]:]`` and advance ``cursor[i]``."""
     for i in range(n):
-        p = _put_tok(out, cursor[i], prefix)
-        for j in range(offs[i], offs[i + 1]):
-            out[p] = buf[j]
+        p = _put_tok(out, cursor[_u(i)], prefix)
+        for j in range(offs[_u(i)], offs[_u(i + 1)]):
+            out[_u(p)] = buf[_u(j)]
             p += 1
-        cursor[i] = p
+        cursor[_u(i)] = p
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -550,11 +552,11 @@ def scatter_spans_take(buf, offs, codes, n, validity, has_nulls, null_entry, pre
     """``scatter_spans`` through dictionary codes (see ``add_span_lengths_take``)."""
     for i in range(n):
         k = _entry(codes, validity, has_nulls, null_entry, i)
-        p = _put_tok(out, cursor[i], prefix)
-        for j in range(offs[k], offs[k + 1]):
-            out[p] = buf[j]
+        p = _put_tok(out, cursor[_u(i)], prefix)
+        for j in range(offs[_u(k)], offs[_u(k + 1)]):
+            out[_u(p)] = buf[_u(j)]
             p += 1
-        cursor[i] = p
+        cursor[_u(i)] = p
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -562,5 +564,5 @@ def finish_rows(n, suffix, out, cursor):
     """Write ``suffix`` (the row end) at every row's cursor; returns the end of the last row."""
     p = 0
     for i in range(n):
-        p = _put_tok(out, cursor[i], suffix)
+        p = _put_tok(out, cursor[_u(i)], suffix)
     return p

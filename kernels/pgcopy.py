@@ -41,26 +41,28 @@ NUMERIC_NEG = 0x4000
 NUMERIC_NAN = 0xC000
 MAX_GROUPS = 16  # base-10000 digits of a 128-bit integer (39 decimal digits) plus padding
 
+_u = np.uintp  # unsigned indices: no negative-index wraparound test per access (see kernels/csv.py)
+
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _valid(validity, has_nulls, i):
-    return (not has_nulls) or ((validity[i >> 3] >> (i & 7)) & 1) == 1
+    return (not has_nulls) or ((validity[_u(i >> 3)] >> (i & 7)) & 1) == 1
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _put_be(out, p, v, width):
     """Write the low ``width`` bytes of int64 ``v`` big-endian at ``p``; returns the next position."""
     for j in range(width):
-        out[p + j] = (v >> (8 * (width - 1 - j))) & 0xFF
+        out[_u(p + j)] = (v >> (8 * (width - 1 - j))) & 0xFF
     return p + width
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _put_len(out, p, v):
-    out[p] = (v >> 24) & 0xFF
-    out[p + 1] = (v >> 16) & 0xFF
-    out[p + 2] = (v >> 8) & 0xFF
-    out[p + 3] = v & 0xFF
+    out[_u(p)] = (v >> 24) & 0xFF
+    out[_u(p + 1)] = (v >> 16) & 0xFF
+    out[_u(p + 2)] = (v >> 8) & 0xFF
+    out[_u(p + 3)] = v & 0xFF
     return p + 4
 
 
@@ -70,10 +72,10 @@ def add_fixed_sizes(n, validity, has_nulls, width, lens):
     """Add ``4 + width`` (NULL: 4) to ``lens[i]`` for each of ``n`` rows."""
     if not has_nulls:
         for i in range(n):
-            lens[i] += 4 + width
+            lens[_u(i)] += 4 + width
         return
     for i in range(n):
-        lens[i] += (4 + width) if _valid(validity, True, i) else 4
+        lens[_u(i)] += (4 + width) if _valid(validity, True, i) else 4
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -81,9 +83,9 @@ def add_text_sizes(offsets, n, validity, has_nulls, extra, lens):
     """Add ``4 + extra + length`` (NULL: 4) of each text value (``offsets`` int32, ``n + 1``)."""
     for i in range(n):
         if _valid(validity, has_nulls, i):
-            lens[i] += 4 + extra + (offsets[i + 1] - offsets[i])
+            lens[_u(i)] += 4 + extra + (offsets[_u(i + 1)] - offsets[_u(i)])
         else:
-            lens[i] += 4
+            lens[_u(i)] += 4
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -91,26 +93,26 @@ def add_text_sizes_take(doffs, codes, n, validity, has_nulls, extra, lens):
     """As :func:`add_text_sizes` for a dictionary column: value ``i`` is entry ``codes[i]``."""
     for i in range(n):
         if _valid(validity, has_nulls, i):
-            c = codes[i]
-            lens[i] += 4 + extra + (doffs[c + 1] - doffs[c])
+            c = codes[_u(i)]
+            lens[_u(i)] += 4 + extra + (doffs[_u(c + 1)] - doffs[_u(c)])
         else:
-            lens[i] += 4
+            lens[_u(i)] += 4
 
 
 @njit(nogil=True, cache=True, _nrt=False)
 def first_nul(offsets, data, n, validity, has_nulls):
     """The first valid row whose text holds a NUL byte (PostgreSQL text cannot), or -1."""
-    a = offsets[0]
-    b = offsets[n]
+    a = offsets[_u(0)]
+    b = offsets[_u(n)]
     m = 255
     for j in range(a, b):  # a reduction the compiler vectorises; rows are located only on a hit
-        m = min(m, data[j])
+        m = min(m, data[_u(j)])
     if m != 0:
         return -1
     for i in range(n):
         if _valid(validity, has_nulls, i):
-            for j in range(offsets[i], offsets[i + 1]):
-                if data[j] == 0:
+            for j in range(offsets[_u(i)], offsets[_u(i + 1)]):
+                if data[_u(j)] == 0:
                     return i
     return -1
 
@@ -134,7 +136,7 @@ def _numeric_groups(lo, hi, scale, groups):
         while v != 0:
             r = v % d
             v //= d
-            groups[k] = r * mult if k == 0 else r
+            groups[_u(k)] = r * mult if k == 0 else r
             k += 1
             d = 10000
         return k, f, neg
@@ -164,7 +166,7 @@ def _numeric_groups(lo, hi, scale, groups):
         t = (r << 32) | l0
         l0 = t // d
         r = t - l0 * d
-        groups[k] = r * mult if k == 0 else r
+        groups[_u(k)] = r * mult if k == 0 else r
         k += 1
         d = 10000
     return k, f, neg
@@ -176,13 +178,13 @@ def add_numeric_sizes(words, n, scale, validity, has_nulls, lens):
     groups = np.empty(MAX_GROUPS, dtype=np.int64)
     for i in range(n):
         if not _valid(validity, has_nulls, i):
-            lens[i] += 4
+            lens[_u(i)] += 4
             continue
         k, f, neg = _numeric_groups(words[i, 0], words[i, 1], scale, groups)
         b = 0
-        while b < k and groups[b] == 0:
+        while b < k and groups[_u(b)] == 0:
             b += 1
-        lens[i] += 12 + 2 * (k - b)
+        lens[_u(i)] += 12 + 2 * (k - b)
 
 
 # -- fill -----------------------------------------------------------------------------------------
@@ -190,30 +192,30 @@ def add_numeric_sizes(words, n, scale, validity, has_nulls, lens):
 def put_row_headers(n, ncols, out, cursor):
     """Write each row's int16 field count at ``cursor[i]`` and advance it."""
     for i in range(n):
-        p = cursor[i]
-        out[p] = (ncols >> 8) & 0xFF
-        out[p + 1] = ncols & 0xFF
-        cursor[i] = p + 2
+        p = cursor[_u(i)]
+        out[_u(p)] = (ncols >> 8) & 0xFF
+        out[_u(p + 1)] = ncols & 0xFF
+        cursor[_u(i)] = p + 2
 
 
 @njit(nogil=True, cache=True, inline="always")
 def _put8(out, p, v):
-    out[p] = (v >> 56) & 0xFF
-    out[p + 1] = (v >> 48) & 0xFF
-    out[p + 2] = (v >> 40) & 0xFF
-    out[p + 3] = (v >> 32) & 0xFF
-    out[p + 4] = (v >> 24) & 0xFF
-    out[p + 5] = (v >> 16) & 0xFF
-    out[p + 6] = (v >> 8) & 0xFF
-    out[p + 7] = v & 0xFF
+    out[_u(p)] = (v >> 56) & 0xFF
+    out[_u(p + 1)] = (v >> 48) & 0xFF
+    out[_u(p + 2)] = (v >> 40) & 0xFF
+    out[_u(p + 3)] = (v >> 32) & 0xFF
+    out[_u(p + 4)] = (v >> 24) & 0xFF
+    out[_u(p + 5)] = (v >> 16) & 0xFF
+    out[_u(p + 6)] = (v >> 8) & 0xFF
+    out[_u(p + 7)] = v & 0xFF
 
 
 @njit(nogil=True, cache=True, inline="always")
 def _put4(out, p, v):
-    out[p] = (v >> 24) & 0xFF
-    out[p + 1] = (v >> 16) & 0xFF
-    out[p + 2] = (v >> 8) & 0xFF
-    out[p + 3] = v & 0xFF
+    out[_u(p)] = (v >> 24) & 0xFF
+    out[_u(p + 1)] = (v >> 16) & 0xFF
+    out[_u(p + 2)] = (v >> 8) & 0xFF
+    out[_u(p + 3)] = v & 0xFF
 
 
 @njit(inline="always")
@@ -228,12 +230,12 @@ def _is_infinity(v, width):
 @njit(nogil=True, cache=True, _nrt=False)
 def _put_ints_w(values, n, width, bias, lo, hi, validity, has_nulls, out, cursor):
     for i in range(n):
-        p = cursor[i]
-        if has_nulls and ((validity[i >> 3] >> (i & 7)) & 1) == 0:
+        p = cursor[_u(i)]
+        if has_nulls and ((validity[_u(i >> 3)] >> (i & 7)) & 1) == 0:
             _put4(out, p, -1)
-            cursor[i] = p + 4
+            cursor[_u(i)] = p + 4
             continue
-        v = np.int64(values[i])
+        v = np.int64(values[_u(i)])
         if bias == 0 or not _is_infinity(v, width):  # dates/timestamps: +-infinity keep PostgreSQL's sentinels
             v -= bias
         if v < lo or v > hi:
@@ -246,9 +248,9 @@ def _put_ints_w(values, n, width, bias, lo, hi, validity, has_nulls, out, cursor
             _put4(out, p + 4, v)
         else:
             _put4(out, p, 2)
-            out[p + 4] = (v >> 8) & 0xFF
-            out[p + 5] = v & 0xFF
-        cursor[i] = p + 4 + width
+            out[_u(p + 4)] = (v >> 8) & 0xFF
+            out[_u(p + 5)] = v & 0xFF
+        cursor[_u(i)] = p + 4 + width
     return -1
 
 
@@ -277,13 +279,13 @@ def put_ints(values, n, width, bias, lo, hi, validity, has_nulls, out, cursor):
 def put_bools(bits, n, validity, has_nulls, out, cursor):
     """Bit-packed booleans as one-byte fields."""
     for i in range(n):
-        p = cursor[i]
+        p = cursor[_u(i)]
         if _valid(validity, has_nulls, i):
             p = _put_len(out, p, 1)
-            out[p] = (bits[i >> 3] >> (i & 7)) & 1
-            cursor[i] = p + 1
+            out[_u(p)] = (bits[i >> 3] >> (i & 7)) & 1
+            cursor[_u(i)] = p + 1
         else:
-            cursor[i] = _put_len(out, p, -1)
+            cursor[_u(i)] = _put_len(out, p, -1)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -291,7 +293,7 @@ def _copy(out, p, src, a, m):
     # a byte loop, not a slice copy: numba's slice copy can allocate, and these kernels run without NRT
     # (LLVM vectorizes the loop)
     for j in range(m):
-        out[p + j] = src[a + j]
+        out[_u(p + j)] = src[a + j]
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -299,18 +301,18 @@ def put_texts(offsets, data, n, validity, has_nulls, version, out, cursor):
     """Text values as fields; ``version >= 0`` prefixes that byte (jsonb: 1)."""
     extra = 1 if version >= 0 else 0
     for i in range(n):
-        p = cursor[i]
+        p = cursor[_u(i)]
         if _valid(validity, has_nulls, i):
-            a = offsets[i]
-            m = offsets[i + 1] - a
+            a = offsets[_u(i)]
+            m = offsets[_u(i + 1)] - a
             p = _put_len(out, p, m + extra)
             if extra:
-                out[p] = version
+                out[_u(p)] = version
                 p += 1
             _copy(out, p, data, a, m)
-            cursor[i] = p + m
+            cursor[_u(i)] = p + m
         else:
-            cursor[i] = _put_len(out, p, -1)
+            cursor[_u(i)] = _put_len(out, p, -1)
 
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -318,19 +320,19 @@ def put_texts_take(doffs, ddata, codes, n, validity, has_nulls, version, out, cu
     """As :func:`put_texts` for a dictionary column: value ``i`` is entry ``codes[i]``."""
     extra = 1 if version >= 0 else 0
     for i in range(n):
-        p = cursor[i]
+        p = cursor[_u(i)]
         if _valid(validity, has_nulls, i):
-            c = codes[i]
-            a = doffs[c]
-            m = doffs[c + 1] - a
+            c = codes[_u(i)]
+            a = doffs[_u(c)]
+            m = doffs[_u(c + 1)] - a
             p = _put_len(out, p, m + extra)
             if extra:
-                out[p] = version
+                out[_u(p)] = version
                 p += 1
             _copy(out, p, ddata, a, m)
-            cursor[i] = p + m
+            cursor[_u(i)] = p + m
         else:
-            cursor[i] = _put_len(out, p, -1)
+            cursor[_u(i)] = _put_len(out, p, -1)
 
 
 @njit(nogil=True, cache=True)
@@ -338,13 +340,13 @@ def put_numerics(words, n, scale, validity, has_nulls, out, cursor):
     """128-bit unscaled decimals of ``scale`` (``words`` int64 (n, 2): low, high) as NUMERIC fields."""
     groups = np.empty(MAX_GROUPS, dtype=np.int64)
     for i in range(n):
-        p = cursor[i]
+        p = cursor[_u(i)]
         if not _valid(validity, has_nulls, i):
-            cursor[i] = _put_len(out, p, -1)
+            cursor[_u(i)] = _put_len(out, p, -1)
             continue
         k, f, neg = _numeric_groups(words[i, 0], words[i, 1], scale, groups)
         b = 0
-        while b < k and groups[b] == 0:
+        while b < k and groups[_u(b)] == 0:
             b += 1
         nd = k - b
         weight = k - 1 - f if nd > 0 else 0
@@ -354,8 +356,8 @@ def put_numerics(words, n, scale, validity, has_nulls, out, cursor):
         p = _put_be(out, p, NUMERIC_NEG if (neg and nd > 0) else NUMERIC_POS, 2)
         p = _put_be(out, p, scale, 2)
         for g in range(k - 1, b - 1, -1):
-            p = _put_be(out, p, groups[g], 2)
-        cursor[i] = p
+            p = _put_be(out, p, groups[_u(g)], 2)
+        cursor[_u(i)] = p
 
 
 # -- decode ---------------------------------------------------------------------------------------
@@ -364,7 +366,7 @@ def _get_be(buf, p, width):
     """Read ``width`` bytes big-endian as a signed int64."""
     v = np.int64(0)
     for j in range(width):
-        v = (v << 8) | np.int64(buf[p + j])
+        v = (v << 8) | np.int64(buf[_u(p + j)])
     if width < 8:
         sh = 64 - 8 * width
         v = (v << sh) >> sh
@@ -425,13 +427,13 @@ def get_ints(buf, fpos, flen, col, n, width, bias, values, validity):
         m = flen[i, col]
         if m < 0:
             nulls += 1
-            values[i] = 0
+            values[_u(i)] = 0
             continue
         if m != width:
             return nulls, i
         v = _get_be(buf, fpos[i, col], width)
-        values[i] = v if bias != 0 and _is_infinity(v, width) else v + bias
-        validity[i >> 3] |= np.uint8(1 << (i & 7))
+        values[_u(i)] = v if bias != 0 and _is_infinity(v, width) else v + bias
+        validity[_u(i >> 3)] |= np.uint8(1 << (i & 7))
     return nulls, -1
 
 
@@ -447,7 +449,7 @@ def get_bools(buf, fpos, flen, col, n, bits, validity):
             return nulls, i
         if buf[fpos[i, col]] != 0:
             bits[i >> 3] |= np.uint8(1 << (i & 7))
-        validity[i >> 3] |= np.uint8(1 << (i & 7))
+        validity[_u(i >> 3)] |= np.uint8(1 << (i & 7))
     return nulls, -1
 
 
@@ -471,21 +473,21 @@ def get_texts(buf, fpos, flen, col, n, skip, offsets, data, validity):
     """
     nulls = 0
     q = 0
-    offsets[0] = 0
+    offsets[_u(0)] = 0
     for i in range(n):
         m = flen[i, col]
         if m < 0:
             nulls += 1
-            offsets[i + 1] = q
+            offsets[_u(i + 1)] = q
             continue
         if m < skip:
             return nulls, i
         a = fpos[i, col] + skip
         for j in range(m - skip):
-            data[q + j] = buf[a + j]
+            data[_u(q + j)] = buf[_u(a + j)]
         q += m - skip
-        offsets[i + 1] = q
-        validity[i >> 3] |= np.uint8(1 << (i & 7))
+        offsets[_u(i + 1)] = q
+        validity[_u(i >> 3)] |= np.uint8(1 << (i & 7))
     return nulls, -1
 
 
@@ -564,5 +566,5 @@ def get_numerics(buf, fpos, flen, col, n, scale, words, validity):
             l2 &= 0xFFFFFFFF
         words[i, 0] = l0 | (l1 << 32)
         words[i, 1] = l2 | (l3 << 32)
-        validity[i >> 3] |= np.uint8(1 << (i & 7))
+        validity[_u(i >> 3)] |= np.uint8(1 << (i & 7))
     return nulls, -1
