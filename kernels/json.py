@@ -310,13 +310,13 @@ def _key_hash(parent, kb, s, e):
 
 @njit(inline="always")
 def _node_is(k, parent, kb, s, e, node_parent, node_koff, node_kdata):
-    if node_parent[k] != parent:
+    if node_parent[_u(k)] != parent:
         return False
-    a = node_koff[k]
-    if node_koff[k + 1] - a != e - s:
+    a = node_koff[_u(k)]
+    if node_koff[_u(k + 1)] - a != e - s:
         return False
     for t in range(e - s):
-        if node_kdata[a + t] != kb[_u(s + t)]:
+        if node_kdata[_u(a + t)] != kb[_u(s + t)]:
             return False
     return True
 
@@ -329,7 +329,7 @@ def _lookup(parent, prev, kb, s, e, node_parent, node_koff, node_kdata, node_col
     ``prev`` is the previous key's node in the same object (-1 for the first key): the key that
     followed it last time is tried first, so regular data costs one comparison per key.
     """
-    cand = node_first[parent] if prev < 0 else node_next[prev]
+    cand = node_first[_u(parent)] if prev < 0 else node_next[_u(prev)]
     if cand >= 0 and _node_is(cand, parent, kb, s, e, node_parent, node_koff, node_kdata):
         return cand
     mask = np.uint64(htab.shape[0] - 1)
@@ -348,20 +348,20 @@ def _lookup(parent, prev, kb, s, e, node_parent, node_koff, node_kdata, node_col
             meta[M_KEYLEN] = max(meta[M_KEYLEN], e - s)
             return -1
         for t in range(e - s):
-            node_kdata[used + t] = kb[_u(s + t)]
-        node_parent[n] = parent
-        node_koff[n + 1] = used + (e - s)
-        node_col[n] = COL_NONE
-        node_first[n] = -1
-        node_next[n] = -1
+            node_kdata[_u(used + t)] = kb[_u(s + t)]
+        node_parent[_u(n)] = parent
+        node_koff[_u(n + 1)] = used + (e - s)
+        node_col[_u(n)] = COL_NONE
+        node_first[_u(n)] = -1
+        node_next[_u(n)] = -1
         htab[slot] = n
         meta[M_NODES] = n + 1
         meta[M_KDATA] = used + (e - s)
         k = n
     if prev < 0:
-        node_first[parent] = k
+        node_first[_u(parent)] = k
     else:
-        node_next[prev] = k
+        node_next[_u(prev)] = k
     return k
 
 
@@ -888,7 +888,23 @@ def extract_int(buf, kinds, starts, ends, ns, col, n, lo, hi, out_values, out_va
         ok = False
         v = 0
         if k == K_INT:
-            ok, v = _parse_int_span(buf, starts[_u(i)], ends[_u(i)], lo, hi)
+            s = starts[_u(i)]
+            e = ends[_u(i)]
+            p = s + 1 if (s < e and buf[_u(s)] == 45) else s
+            if 0 < e - p <= 18:  # cannot overflow int64: a tight loop (the scanner already checked the grammar)
+                ok = True
+                for q in range(p, e):
+                    d = np.int64(buf[_u(q)]) - 48
+                    if d < 0 or d > 9:
+                        ok = False
+                        break
+                    v = v * 10 + d
+                if p > s:
+                    v = -v
+                if ok and (v < lo or v > hi):
+                    ok = False
+            else:
+                ok, v = _parse_int_span(buf, s, e, lo, hi)
         if ok:
             out_values[_u(r)] = v
             _set_bit(out_validity, r)
