@@ -248,8 +248,9 @@ def test_dropped_slot_is_a_clear_error_with_the_resync(src_db, tmp_path):
     db = tmp_path / "out.db"
     copy(dsn, f"sqlite:///{db}", tmp_path / "s.db", tables="orders")
     c.execute("SELECT pg_drop_replication_slot('nebula_orders')")
-    with pytest.raises(SourceError, match=r"does not exist.*nebula state reset"):
+    with pytest.raises(SourceError, match=r"does not exist.*nebula state reset") as e:
         copy(dsn, f"sqlite:///{db}", tmp_path / "s.db", tables="orders")
+    assert f"nebula state reset orders --state {tmp_path / 's.db'}" in str(e.value)  # the exact command
     StateStore(str(tmp_path / "s.db")).delete("orders")
     c.execute("INSERT INTO orders (id) VALUES (77)")
     copy(dsn, f"sqlite:///{db}", tmp_path / "s.db", tables="orders")
@@ -385,6 +386,6 @@ def test_a_table_added_to_a_running_pipeline_needs_a_new_snapshot(src_db, tmp_pa
     seed(c, 3)
     c.execute("CREATE TABLE more (id int PRIMARY KEY)")
     copy(dsn, f"sqlite:///{tmp_path}/o.db", tmp_path / "s.db", tables="orders", name="p")
-    with pytest.raises(NebulaError, match=r"public.more not in this pipeline's snapshot.*state reset"):
+    with pytest.raises(NebulaError, match=r"public.more not in this pipeline.s snapshot.*nebula state reset p --state "):
         copy(dsn, f"sqlite:///{tmp_path}/{{table}}.db", tmp_path / "s.db", tables="orders,more", name="p",
              slot="nebula_orders")

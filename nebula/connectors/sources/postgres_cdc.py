@@ -154,6 +154,7 @@ class PostgresCdcSource(Source):
 
         self.url = libpq_url(url, options or {})  # password / ssl* options (see LIBPQ_OPTIONS)
         self.label = redact_url(url)
+        self.resync_command = ""  # set by run_cdc: ``nebula state reset NAME [--state PATH]``
         opts = dict(options or {})
         unknown = sorted(set(opts) - set(_OWN) - set(_IGNORED))
         if unknown:
@@ -272,8 +273,8 @@ class PostgresCdcSource(Source):
             new = [f"{ns}.{t}" for ns, t in self._want if had is not None and f"{ns}.{t}" not in had]
             if new:
                 raise ConfigError(f"{self.label}: {', '.join(new)} not in this pipeline's snapshot (it had "
-                                  f"{', '.join(had)}); a table joins with a new snapshot: nebula state reset NAME "
-                                  f"(default {self.name!r}) and run again, or give it its own pipeline (--name, --slot)")
+                                  f"{', '.join(had)}); a table joins with a new snapshot: {self.resync()} "
+                                  "and run again, or give it its own pipeline (--name, --slot)")
             self._check_slot(cur)
             self._ensure_publication(cur)
         self._ack = self._lsn
@@ -398,12 +399,15 @@ class PostgresCdcSource(Source):
                                   "(another pipeline on the same slot?)")
             time.sleep(0.2)
 
+    def resync(self) -> str:
+        """The command that makes the next run start over with a new snapshot."""
+        return self.resync_command or f"nebula state reset NAME (the pipeline's name, default {self.name!r})"
+
     def _check_slot(self, cur) -> None:
         cur.execute("SELECT plugin, wal_status, confirmed_flush_lsn::text FROM pg_replication_slots "
                     "WHERE slot_name = %s", (self.slot,))
         row = cur.fetchone()
-        resync = (f"resync: nebula state reset NAME (the pipeline's name, default {self.name!r}) and run again - "
-                  "it creates the slot and copies a new snapshot")
+        resync = f"resync: {self.resync()} and run again - it creates the slot and copies a new snapshot"
         if row is None:
             raise SourceError(f"{self.label}: replication slot {self.slot!r} does not exist (dropped?); the changes "
                               f"since the checkpoint {lsn_text(self._lsn)} are lost to CDC; {resync}")
@@ -1067,7 +1071,7 @@ def _fill_toast(part: _ChangePart, ix: _Index, s: _Seg, rows: np.ndarray) -> Non
     if left and part.merge_key:
         raise SourceError(f"{part.owner.label}: table {part.table}: an update left a large (TOASTed) value unchanged "
                           "and the stream does not carry it; merging would overwrite it with NULL. Run ALTER TABLE "
-                          f"{part.table} REPLICA IDENTITY FULL at the source, then resync (nebula state reset NAME)")
+                          f"{part.table} REPLICA IDENTITY FULL at the source, then resync ({part.owner.resync()})")
 
 
 def _has_unchanged(ix: _Index, rows: np.ndarray) -> bool:
