@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import fnmatch
 import io
+import logging
 import os
 import re
 import threading
 
 from ..errors import ConfigError, ConnectionFailed, DestinationError, NebulaError, SourceError
+
+log = logging.getLogger(__name__)
 
 REMOTE_SCHEMES = ("s3", "gs", "gcs")
 _URL = re.compile(r"^(s3|gs|gcs)://([^/]*)(/?.*)$", re.IGNORECASE)
@@ -272,6 +275,39 @@ class RemoteReader(io.RawIOBase):
 
 
 # -- writing --------------------------------------------------------------------------------------
+S3_COPY_LIMIT = 5 * 1024**3  # the largest object one S3 CopyObject request copies
+
+
+def s3_copy_limit() -> int:
+    """Objects above this are copied in parts (``NEBULA_S3_COPY_LIMIT`` lowers it, for tests)."""
+    return int(os.environ.get("NEBULA_S3_COPY_LIMIT") or S3_COPY_LIMIT)
+
+
+def _s3_copy_in_parts(src_key: str, dst_key: str, size: int) -> None:
+    """Server-side copy of an S3 object too large for one CopyObject (pyarrow's ``copy_file`` makes
+    only that one request): a multipart upload of UploadPartCopy ranges, by boto3's managed copy,
+    configured from the same environment variables as pyarrow's S3 filesystem. The final key appears
+    when the upload completes, all at once, as with a single copy."""
+    try:
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+    except ImportError as e:
+        raise ConfigError(f"an S3 object of {size:,} bytes is over the {s3_copy_limit():,}-byte limit of a single "
+                          "server-side copy: committing it needs boto3 (pip install 'nebula[s3]')") from e
+    host, proto = _endpoint(("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
+    client = boto3.client("s3", endpoint_url=f"{proto or 'https'}://{host}" if host else None,
+                          region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    part = max(8 << 20, -(-size // 9000))  # S3 allows 10,000 parts; at least 8 MiB each
+    sb, _, sk = src_key.partition("/")
+    db, _, dk = dst_key.partition("/")
+    try:
+        client.copy({"Bucket": sb, "Key": sk}, db, dk,
+                    Config=TransferConfig(multipart_threshold=1, multipart_chunksize=part, max_concurrency=4))
+    except Exception as e:  # botocore's errors are not OSError: name the failure the same way
+        raise OSError(f"multipart copy of {size:,} bytes failed: {e}") from e
+    log.info("committed %s by a multipart copy (%d bytes in parts of %d)", dst_key, size, part)
+
+
 class RemoteAtomicFile:
     """An object written under a temporary key and copied onto its final key on :meth:`commit`
     (``direct=True``: written to its key, for callers that stage and publish themselves).
@@ -371,7 +407,12 @@ class RemoteAtomicFile:
             self._done = True
             return
         try:  # a server-side copy: repeating it is harmless, so it is retried in place
-            _call(self.path, lambda: self.fs.copy_file(self.temp_key, self.key), source=False, what="cannot commit")
+            if split(self.path)[0] == "s3" and (self.stored or 0) > s3_copy_limit():
+                _call(self.path, lambda: _s3_copy_in_parts(self.temp_key, self.key, self.stored), source=False,
+                      what="cannot commit")
+            else:
+                _call(self.path, lambda: self.fs.copy_file(self.temp_key, self.key), source=False,
+                      what="cannot commit")
         except NebulaError as e:
             self._cleanup()
             if e.retryable:  # a lost answer: the copy may have landed

@@ -162,3 +162,22 @@ def test_remote_source_across_many_blocks(store, expected, local_csv, name):
     store.put(f"b/{name}", data)
     t = nebula.read_csv(store.url(f"b/{name}"), block_size=4096, batch_rows=64)
     _same(t, expected)
+
+
+@pytest.mark.parametrize("ext", ["parquet", "csv.zst"])
+def test_objects_over_the_single_copy_limit_are_committed_by_a_multipart_copy(s3, local_csv, expected, ext,
+                                                                              monkeypatch, caplog):
+    """S3 copies at most 5 GiB in one CopyObject; a larger object is committed with UploadPartCopy
+    ranges instead. The limit is lowered here so that moto's real multipart copy runs on a small file."""
+    import logging
+
+    monkeypatch.setenv("NEBULA_S3_COPY_LIMIT", "1000")
+    url = s3.url(f"big/orders.{ext}")
+    with caplog.at_level(logging.INFO, logger="nebula.connectors._fs"):
+        r = nebula.copy(str(local_csv), url)
+    assert any("multipart copy" in m for m in caplog.messages), caplog.messages
+    assert s3.keys() == [f"big/orders.{ext}"]  # no temporary object left behind
+    assert r.bytes_written == len(s3.get(f"big/orders.{ext}"))
+    back = pq.read_table(io.BytesIO(s3.get("big/orders.parquet"))).cast(expected.schema) if ext == "parquet" \
+        else nebula.read_csv(url)
+    _same(back, expected)
