@@ -308,6 +308,16 @@ def _s3_copy_in_parts(src_key: str, dst_key: str, size: int) -> None:
     log.info("committed %s by a multipart copy (%d bytes in parts of %d)", dst_key, size, part)
 
 
+def copy_object(fs, url: str, src_key: str, dst_key: str) -> None:
+    """Server-side copy on the store of ``url``; on S3 in parts when the object is over the single-copy limit."""
+    if split(url)[0] == "s3":
+        size = fs.get_file_info(src_key).size or 0
+        if size > s3_copy_limit():
+            _s3_copy_in_parts(src_key, dst_key, size)
+            return
+    fs.copy_file(src_key, dst_key)
+
+
 class RemoteAtomicFile:
     """An object written under a temporary key and copied onto its final key on :meth:`commit`
     (``direct=True``: written to its key, for callers that stage and publish themselves).

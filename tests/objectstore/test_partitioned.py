@@ -65,6 +65,21 @@ def test_partitioned_parquet_reads_back_with_hive_partitioning(store, local_csv,
     assert [c["name"] for c in m["schema"]] == expected.column_names
 
 
+def test_partition_files_over_the_single_copy_limit_are_published_in_parts(s3, local_csv, expected, monkeypatch,
+                                                                           caplog):
+    """Publishing a staged partition file is a server-side copy too: over S3's single-copy limit (lowered
+    here) it goes in parts, and the dataset reads back whole."""
+    import logging
+
+    monkeypatch.setenv("NEBULA_S3_COPY_LIMIT", "2000")
+    with caplog.at_level(logging.INFO, logger="nebula.connectors._fs"):
+        nebula.copy(str(local_csv), s3.url("big/"), partition_by="country", run_id="r1")
+    assert any("multipart copy" in m for m in caplog.messages)
+    keys = s3.keys("big")
+    assert "big/_manifest.json" in keys and not any("_staging" in k for k in keys)
+    _check_equal(_dataset(s3, "big").to_table(), expected)
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_partitioned_text_on_s3(s3, local_csv, expected, fmt):
     nebula.copy(str(local_csv), s3.url("t/"), partition_by="country", dest_format=fmt,

@@ -215,7 +215,9 @@ class _Store:
     def move(self, src: str, dst: str) -> None:
         try:
             if self.remote:
-                self.fs.copy_file(self._key(src), self._key(dst))
+                from .._fs import copy_object
+
+                copy_object(self.fs, self.root, self._key(src), self._key(dst))
                 self.fs.delete_file(self._key(src))
             else:
                 os.makedirs(os.path.dirname(self._key(dst)), exist_ok=True)
