@@ -459,19 +459,19 @@ def _emit(ev, evk, evn, slot, parent, kind, s, e, row):
 @njit(inline="always")
 def _close_kept(d, p, kind, base, kinds, starts, ends, node_col, nstk, astk, estk, ev, pending, npend):
     """nested="keep": the container at depth ``d`` closed at ``p``; record its span, or list its node."""
-    an = nstk[d]
+    an = nstk[_u(d)]
     if an >= 0 and d >= 1:
-        ei = estk[d]
+        ei = estk[_u(d)]
         if ei >= 0:
             ev[ei, EV_END] = p + 1
-        col = node_col[an]
+        col = node_col[_u(an)]
         if col < 0:
             if npend < pending.shape[0]:
-                pending[npend] = an * 2 + 1
+                pending[_u(npend)] = an * 2 + 1
                 npend += 1
         elif d == 1:
             kinds[_u(base + col)] = kind
-            starts[_u(base + col)] = astk[d]
+            starts[_u(base + col)] = astk[_u(d)]
             ends[_u(base + col)] = p + 1
     return npend
 
@@ -521,7 +521,7 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
             return 1, p, E_NONE, 0, nl, is_obj, npend
         c = buf[_u(p)]
         if st == 3:
-            top = stk[d - 1]
+            top = stk[_u(d - 1)]
             if c == 44:
                 p += 1
                 st = 2 if top == 1 else 5
@@ -533,18 +533,18 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
                 p += 1
             elif c == 93 and top == 2:
                 d -= 1
-                an = nstk[d]
+                an = nstk[_u(d)]
                 if len(keep):
                     npend = _close_kept(d, p, K_ARRAY, base, kinds, starts, ends, node_col, nstk, astk, estk, ev,
                                         pending, npend)
                 elif an >= 0:
-                    col = node_col[an]
+                    col = node_col[_u(an)]
                     if col >= 0:
                         kinds[_u(base + col)] = K_ARRAY
-                        starts[_u(base + col)] = astk[d]
+                        starts[_u(base + col)] = astk[_u(d)]
                         ends[_u(base + col)] = p + 1
                     elif npend < pending.shape[0]:
-                        pending[npend] = an * 2 + 1
+                        pending[_u(npend)] = an * 2 + 1
                         npend += 1
                 p += 1
             else:
@@ -585,7 +585,7 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
             if buf[_u(p)] != 58:
                 return 2, p, E_EXPECTED_COLON, p, nl, is_obj, npend
             p += 1
-            parent = nstk[d - 1]
+            parent = nstk[_u(d - 1)]
             vnode = -1
             if parent >= 0:
                 kb = buf
@@ -596,11 +596,11 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
                     kb = kscratch
                     ke = decode_string_into(buf, ks, ke, kscratch, 0)
                     ks = 0
-                vnode = _lookup(parent, pstk[d - 1], kb, ks, ke, node_parent, node_koff, node_kdata, node_col,
+                vnode = _lookup(parent, pstk[_u(d - 1)], kb, ks, ke, node_parent, node_koff, node_kdata, node_col,
                                 node_first, node_next, htab, meta)
                 if vnode < 0:
                     return 3, p, E_NONE, 0, nl, is_obj, npend
-                pstk[d - 1] = vnode
+                pstk[_u(d - 1)] = vnode
             st = 0
             continue
         if st == 4 or st == 5:
@@ -609,33 +609,33 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
                     return 2, p, E_TRAILING_COMMA, p, nl, is_obj, npend
                 st = 3  # an empty array: closed by the st == 3 branch
                 continue
-            vnode = pstk[d - 1] if len(keep) else -1  # an array's element node (nested="keep")
+            vnode = pstk[_u(d - 1)] if len(keep) else -1  # an array's element node (nested="keep")
             st = 0
         # st == 0: a value at p
         if c == 123 or c == 91:
             if d >= max_depth:
                 return 2, p, E_DEPTH, p, nl, is_obj, npend
-            stk[d] = 1 if c == 123 else 2
-            nstk[d] = vnode
-            pstk[d] = -1
-            astk[d] = p
+            stk[_u(d)] = 1 if c == 123 else 2
+            nstk[_u(d)] = vnode
+            pstk[_u(d)] = -1
+            astk[_u(d)] = p
             if len(keep):
                 ei = -1
                 if vnode >= 0 and d >= 1:
-                    col = node_col[vnode]
+                    col = node_col[_u(vnode)]
                     if col >= 0:
                         kind = K_OBJECT if c == 123 else K_ARRAY
                         if d == 1:
                             ei = _emit(ev, evk, evn, -(col + 1), evn[2], kind, p, p, evn[2])
-                        elif estk[d - 1] >= 0:
-                            ei = _emit(ev, evk, evn, col, estk[d - 1], kind, p, p, evn[2])
+                        elif estk[_u(d - 1)] >= 0:
+                            ei = _emit(ev, evk, evn, col, estk[_u(d - 1)], kind, p, p, evn[2])
                     if c == 91:
                         en = _lookup(vnode, -1, ELEMENT_KEY, 0, 1, node_parent, node_koff, node_kdata, node_col,
                                      node_first, node_next, htab, meta)
                         if en < 0:
                             return 3, p, E_NONE, 0, nl, is_obj, npend
-                        pstk[d] = en
-                estk[d] = ei
+                        pstk[_u(d)] = en
+                estk[_u(d)] = ei
             d += 1
             p += 1
             st = 1 if c == 123 else 4
@@ -673,17 +673,17 @@ def parse_value(buf, p, end, eof, lines, root, max_depth, stk, nstk, pstk, astk,
         else:
             return 2, p, _bad_value_code(c), p, nl, is_obj, npend
         if vnode >= 0:
-            col = node_col[vnode]
+            col = node_col[_u(vnode)]
             if col >= 0:
                 if len(keep) and d >= 2:
-                    if estk[d - 1] >= 0:
-                        _emit(ev, evk, evn, col, estk[d - 1], kind, s, e, evn[2])
+                    if estk[_u(d - 1)] >= 0:
+                        _emit(ev, evk, evn, col, estk[_u(d - 1)], kind, s, e, evn[2])
                 else:
                     kinds[_u(base + col)] = kind
                     starts[_u(base + col)] = s
                     ends[_u(base + col)] = e
             elif (col == COL_NONE or kind != K_NULL) and npend < pending.shape[0]:
-                pending[npend] = vnode * 2 + (0 if kind == K_NULL else 1)
+                pending[_u(npend)] = vnode * 2 + (0 if kind == K_NULL else 1)
                 npend += 1
         st = 3
 
