@@ -13,6 +13,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
+from tests import interruptible
+
 NEBULA = [sys.executable, "-m", "nebula.cli"]
 
 
@@ -151,7 +153,8 @@ def test_interrupt_leaves_no_output(tmp_path):
     src = generate(str(tmp_path / "big.csv"), 2_000_000)
     out = tmp_path / "o.csv"
     p = subprocess.Popen([*NEBULA, "copy", str(src), str(out), "--threads", "1", "--batch-rows", "4096"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=interruptible)
     deadline = time.time() + 60
     while time.time() < deadline and not [f for f in os.listdir(tmp_path) if "nebula-tmp" in f]:
         time.sleep(0.01)
@@ -218,7 +221,8 @@ def test_interrupt_mid_write_leaves_parquet_absent_and_sqlite_as_it_was(tmp_path
             wal = tmp_path / "o.db-wal"
             return wal.exists() and wal.stat().st_size > 1 << 20
     p = subprocess.Popen([*NEBULA, "copy", str(src), target, "--threads", "1", "--batch-rows", "4096",
-                          "--state", str(tmp_path / "s.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "--state", str(tmp_path / "s.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=interruptible)
     deadline = time.time() + 60
     while time.time() < deadline and p.poll() is None and not writing():
         time.sleep(0.01)

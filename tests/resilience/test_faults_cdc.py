@@ -64,4 +64,6 @@ def test_cdc_stream_survives_dropped_connections_exactly_once(src_db, cdc_server
     with sqlite3.connect(db) as s:
         ids = [x[0] for x in s.execute("SELECT id FROM orders WHERE _op = 'c'").fetchall()]
     assert sorted(ids) == list(range(1000, 1000 + BACKLOG))
-    assert retries(ep) - before == 2  # one reconnection per cut
+    # one reconnection per cut at most; a cut landing between two rounds (the stream's connection already
+    # closed, the next round opens a new one anyway) needs none, which a loaded machine makes happen
+    assert 1 <= retries(ep) - before <= 2

@@ -15,6 +15,7 @@ import textwrap
 import time
 
 from nebula import __version__
+from tests import interruptible
 
 from .conftest import NEBULA, run_nebula
 
@@ -97,7 +98,8 @@ def test_interrupted_run_is_recorded(tmp_path):
     os.mkfifo(fifo)
     out = tmp_path / "o.parquet"
     p = subprocess.Popen([*NEBULA, "copy", str(fifo), str(out), "--threads", "1", "--batch-rows", "64",
-                          "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=interruptible)
     with open(fifo, "w") as feed:
         feed.write("id,name\n" + "".join(f"{i},n{i}\n" for i in range(1000)))
         feed.flush()
