@@ -66,4 +66,5 @@ def test_cdc_stream_survives_dropped_connections_exactly_once(src_db, cdc_server
     assert sorted(ids) == list(range(1000, 1000 + BACKLOG))
     # one reconnection per cut at most; a cut landing between two rounds (the stream's connection already
     # closed, the next round opens a new one anyway) needs none, which a loaded machine makes happen
-    assert 1 <= retries(ep) - before <= 2
+    reconnections = retries(ep) - before
+    assert reconnections in (1, 2), reconnections
