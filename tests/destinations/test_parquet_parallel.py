@@ -161,6 +161,81 @@ def test_small_range_integer_and_date_columns_get_dictionary_pages(tmp_path):
     assert pf.read().equals(src)
 
 
+def test_integer_columns_without_a_dictionary_are_delta_encoded(tmp_path):
+    """Integer and date columns that get no dictionary page are DELTA_BINARY_PACKED (an id column
+    becomes tiny); extremes of every width, nulls and negative steps read back unchanged in pyarrow,
+    polars and DuckDB; timestamps, floats and dictionary columns keep their encodings;
+    ``integer_encoding=plain`` and an explicit ``use_dictionary`` turn it off; a bad value is refused."""
+    import datetime
+
+    import duckdb
+    import numpy as np
+    import polars as pl
+
+    from nebula.batch import Batch
+    from nebula.connectors.destinations.files import ParquetDestination
+    from nebula.errors import ConfigError
+    from nebula.schema import Schema
+
+    n = 30_000
+    rng = np.random.default_rng(7)
+    i64 = rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64, endpoint=True)
+    i64[:4] = [-2**63, 2**63 - 1, 0, -1]
+    i16 = rng.integers(-2**15, 2**15 - 1, n, dtype=np.int16, endpoint=True)
+    day = [datetime.date(1, 1, 1) if i % 2 else datetime.date(9999, 12, 31) for i in range(n)]
+    src = pa.table({
+        "id": pa.array(np.arange(n, dtype=np.int64) * 3 + 10**12),
+        "down": pa.array(np.arange(n, 0, -1, dtype=np.int32) * -7),
+        "i64": pa.array(i64), "i16": pa.array(i16),
+        "opt": pa.array([None if i % 4 else i * 1000 for i in range(n)], type=pa.int64()),
+        "day": pa.array(day, type=pa.date32()),
+        "qty": pa.array(rng.integers(1, 50, n)),
+        "ts": pa.array(rng.integers(0, 10**15, n), type=pa.timestamp("us")),
+        "x": pa.array(rng.random(n)),
+    })
+    schema = Schema.from_arrow(src.schema)
+
+    def write(path, **options):
+        d = ParquetDestination(str(path), options=options or None)
+        d.open(schema)
+        for off in range(0, n, 10_000):
+            part = src.slice(off, 10_000)
+            d.write(fill_batch(Batch(schema, 10_000), [c.to_pylist() for c in part.columns]))
+        d.commit()
+        return pq.ParquetFile(str(path))
+
+    def encodings(pf, name):
+        md = pf.metadata
+        col = pf.schema_arrow.names.index(name)
+        return {e for r in range(md.num_row_groups) for e in md.row_group(r).column(col).encodings}
+
+    path = tmp_path / "delta.parquet"
+    pf = write(path)
+    for name in ("id", "down", "i64", "i16", "opt", "day"):
+        assert "DELTA_BINARY_PACKED" in encodings(pf, name), name
+    assert "RLE_DICTIONARY" in encodings(pf, "qty")
+    for name in ("ts", "x", "qty"):
+        assert "DELTA_BINARY_PACKED" not in encodings(pf, name), name
+    assert pf.read().equals(src)
+    assert pl.read_parquet(path).to_arrow().cast(src.schema).equals(src)
+    got = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").arrow()
+    got = got.read_all() if hasattr(got, "read_all") else got
+    assert got.select(["id", "down", "i64", "i16", "opt", "day"]).cast(
+        src.select(["id", "down", "i64", "i16", "opt", "day"]).schema).equals(
+        src.select(["id", "down", "i64", "i16", "opt", "day"]))
+    md = pf.metadata
+    id_col = pf.schema_arrow.names.index("id")
+    assert sum(md.row_group(r).column(id_col).total_compressed_size for r in range(md.num_row_groups)) < n // 10
+
+    pf = write(tmp_path / "plain.parquet", integer_encoding="plain")
+    assert all("DELTA_BINARY_PACKED" not in encodings(pf, c) for c in src.column_names)
+    assert pf.read().equals(src)
+    pf = write(tmp_path / "nodict.parquet", use_dictionary=False)
+    assert all("DELTA_BINARY_PACKED" not in encodings(pf, c) for c in src.column_names)
+    with pytest.raises(ConfigError, match="integer_encoding"):
+        ParquetDestination(str(tmp_path / "x.parquet"), options={"integer_encoding": "zigzag"})
+
+
 
 def test_pooled_batches_are_kept_until_their_row_group_is_encoded(tmp_path):
     """The runner lends its batches to the Parquet destination instead of it copying them: with tiny

@@ -275,3 +275,21 @@ def test_partition_column_that_readers_would_skip_is_refused(tmp_path, spec):
     src.write_text(f"id,{col}\n1,2024-01-01 00:00:00\n")
     with pytest.raises(nebula.errors.ConfigError, match=f"column '{col}' starts with"):
         nebula.copy(str(src), str(tmp_path / "out") + "/", partition_by=spec)
+
+
+@pytest.mark.parametrize("encoding", ["delta", "plain"])
+def test_integer_encoding_reaches_every_partition_file(tmp_path, local_csv, expected, encoding):
+    """``integer_encoding`` is passed on to each partition's Parquet file (delta by default)."""
+    import pyarrow.parquet as pq
+
+    out = str(tmp_path / f"enc-{encoding}") + "/"
+    opts = {} if encoding == "delta" else {"integer_encoding": "plain"}
+    nebula.copy(str(local_csv), out, partition_by="country", dest_options=opts)
+    files = [os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs if f.endswith(".parquet")]
+    assert len(files) > 1
+    for f in files:
+        md = pq.ParquetFile(f).metadata
+        col = md.schema.to_arrow_schema().names.index("id")
+        encs = {e for r in range(md.num_row_groups) for e in md.row_group(r).column(col).encodings}
+        assert ("DELTA_BINARY_PACKED" in encs) == (encoding == "delta"), (f, encs)
+    _check_equal(ds.dataset(out, format="parquet", partitioning="hive").to_table(), expected)

@@ -322,14 +322,15 @@ class PartitionedDestination(Destination):
 
     Options: ``format`` (parquet default, csv, jsonl), ``partition_by`` (``country,date(ts)``),
     ``max_rows_per_file``, ``max_file_size`` (bytes), ``max_open_files`` (default 256), ``run_id``,
-    ``compression``, ``compression_level``, ``row_group_rows``.
+    ``compression``, ``compression_level``, ``row_group_rows``, ``integer_encoding`` (Parquet: as for
+    :class:`~.files.ParquetDestination`).
     """
 
     capabilities = Capabilities(modes=("replace", "append"), formats=tuple(_FORMATS), schemes=("file", "s3", "gs"),
                                 exactly_once=True, schema_evolution=True, notes="Hive partitions; staged files published by "
                                 "_manifest.json; rerun of a run_id replaces")
     _allowed = ("format", "partition_by", "max_rows_per_file", "max_file_size", "max_open_files", "run_id",
-                "compression", "compression_level", "row_group_rows")
+                "compression", "compression_level", "row_group_rows", "integer_encoding")
 
     def __init__(self, url: str, *, options: dict | None = None) -> None:
         opts = dict(options or {})
@@ -382,8 +383,8 @@ class PartitionedDestination(Destination):
 
     def _inner_options(self) -> dict:
         o = {k: self.options[k] for k in ("compression", "compression_level") if k in self.options}
-        if self.format == "parquet" and "row_group_rows" in self.options:
-            o["row_group_rows"] = self.options["row_group_rows"]
+        if self.format == "parquet":
+            o.update({k: self.options[k] for k in ("row_group_rows", "integer_encoding") if k in self.options})
         if self.format == "parquet":
             o["encoders"] = 1  # many files are open at once: one encoder thread each
         if self.format == "parquet":  # pending row groups of all open files share ~256 MiB
