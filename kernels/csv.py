@@ -18,6 +18,8 @@ Blank lines and comment lines are skipped (they still count as lines).
 import numpy as np
 from numba import njit
 
+from .swar import first_flagged, load8, splat, zero_bytes
+
 QUOTED = 1
 ESCAPED = 2
 
@@ -31,6 +33,9 @@ ERROR = 3  # syntax error at err_pos
 # skips its negative-index wraparound test on every access (~30% of the tokenizer's time). Every
 # index here is a position or count, never negative.
 _u = np.uintp
+
+_LF8 = np.uint64(0x0A0A0A0A0A0A0A0A)
+_CR8 = np.uint64(0x0D0D0D0D0D0D0D0D)
 
 # error codes
 E_NONE = 0
@@ -63,6 +68,10 @@ def tokenize(buf, pos, end, final, delim, quote, escape, comment,
     """
     max_fields = starts.shape[0]
     max_rows = row_offset.shape[0]
+    d8 = splat(delim)
+    q8 = splat(quote) if quote >= 0 else d8  # an unused byte repeats the delimiter: flags nothing new
+    e8 = splat(escape) if escape >= 0 else d8
+    qe8 = splat(escape) if escape >= 0 else q8  # inside quotes the delimiter is not special
     nr = 0
     nf = 0
     p = pos
@@ -128,6 +137,13 @@ def tokenize(buf, pos, end, final, delim, quote, escape, comment,
                 fl = QUOTED
                 q = p + 1
                 closed = False
+                while q + 8 <= end:  # 8 bytes at a time up to a quote, escape or line end
+                    w = load8(buf, q)
+                    m = zero_bytes(w ^ q8) | zero_bytes(w ^ qe8) | zero_bytes(w ^ _LF8) | zero_bytes(w ^ _CR8)
+                    if m:
+                        q += first_flagged(m)
+                        break
+                    q += 8
                 while q < end:
                     b = buf[_u(q)]
                     if b == quote:
@@ -183,6 +199,13 @@ def tokenize(buf, pos, end, final, delim, quote, escape, comment,
                 break
             else:
                 q = p
+                while q + 8 <= end:  # 8 bytes at a time up to a delimiter, escape or line end
+                    w = load8(buf, q)
+                    m = zero_bytes(w ^ d8) | zero_bytes(w ^ e8) | zero_bytes(w ^ _LF8) | zero_bytes(w ^ _CR8)
+                    if m:
+                        q += first_flagged(m)
+                        break
+                    q += 8
                 while q < end:
                     b = buf[_u(q)]
                     if b == delim or b == 10 or b == 13:

@@ -20,15 +20,7 @@ reported by ``row_err`` and ``(null_count, n_errors, first_err_row, ...)``.
 from __future__ import annotations
 
 import numpy as np
-from numba import config as _numba_config
 from numba import njit
-from numba.cpython.unsafe.numbers import trailing_zeros
-
-if _numba_config.DISABLE_JIT:  # an intrinsic only exists compiled; coverage runs use this
-
-    def trailing_zeros(x):  # noqa: F811
-        x = int(x)
-        return np.uint64((x & -x).bit_length() - 1)
 
 from .parse import (
     _parse_date_at,
@@ -39,6 +31,7 @@ from .parse import (
     _set_bit,
     first_invalid_utf8,
 )
+from .swar import load8, trailing_zeros
 
 # value kinds
 K_MISSING, K_NULL, K_FALSE, K_TRUE, K_INT, K_BIGINT, K_HUGEINT, K_FLOAT, K_STR, K_STRESC, K_ARRAY, K_OBJECT = range(12)
@@ -129,18 +122,6 @@ _HIGH8 = np.uint64(0x8080808080808080)
 _QUOTE8 = np.uint64(0x2222222222222222)
 _BSLASH8 = np.uint64(0x5C5C5C5C5C5C5C5C)
 _SPACE8 = np.uint64(0x2020202020202020)
-
-
-@njit(inline="always")
-def load8(buf, p):
-    """The 8 bytes at ``p`` (``p + 8 <= len(buf)``) as a little-endian uint64. LLVM merges the eight
-    byte loads into one unaligned load; ``buf[p:p + 8].view(np.uint64)[0]`` costs ~25 instructions of
-    slice and view checks around that load."""
-    q = _u(p)
-    return (np.uint64(buf[q]) | (np.uint64(buf[q + _u(1)]) << np.uint64(8))
-            | (np.uint64(buf[q + _u(2)]) << np.uint64(16)) | (np.uint64(buf[q + _u(3)]) << np.uint64(24))
-            | (np.uint64(buf[q + _u(4)]) << np.uint64(32)) | (np.uint64(buf[q + _u(5)]) << np.uint64(40))
-            | (np.uint64(buf[q + _u(6)]) << np.uint64(48)) | (np.uint64(buf[q + _u(7)]) << np.uint64(56)))
 
 
 @njit(inline="always")

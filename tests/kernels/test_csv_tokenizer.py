@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nebula.kernels import csv as k
@@ -67,6 +67,33 @@ def test_random_bytes_match_naive_or_error(data):
         assert r[4] == k.ERROR
     else:
         assert r[4] == k.DONE
+        assert got == expect
+
+
+_SPECIAL = st.sampled_from([b",", b'"', b"\\", b"\n", b"\r", b";"])
+_PLAIN = st.binary(min_size=1, max_size=20).map(lambda b: bytes(c for c in b if c not in b',"\\\n\r;\x00'))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_SPECIAL, _PLAIN), max_size=30).map(b"".join), st.sampled_from([b",", b";"]),
+       st.booleans())
+@example(b'"abcdefghij\\"x",y\n', b",", True)  # an escaped quote after a run of plain bytes
+@example(b"abcdefghij\\,x,y\n", b",", True)  # an escaped delimiter after a run
+@example(b'"abcdefghij,klmnopqr"\n', b",", False)  # a delimiter inside quotes is plain
+def test_long_plain_runs_and_escapes_match_naive_or_error(data, delim, with_escape):
+    """Runs of plain bytes long enough for the 8-byte scans, cut by delimiters, quotes, escapes and
+    line ends at every offset: the same fields as the byte-at-a-time reference, or an error where
+    it has one."""
+    esc = b"\\" if with_escape else b""
+    try:
+        expect = naive_split(data, delim=delim, escape=esc)
+    except ValueError:
+        expect = None
+    got, r, _, _, _ = tokenize(data, delim=delim, escape=esc[0] if esc else -1)
+    if expect is None:
+        assert r[4] == k.ERROR
+    else:
+        assert r[4] == k.DONE, r
         assert got == expect
 
 
