@@ -37,4 +37,44 @@ def _cache_loads_without_refresh() -> None:
     cache.load_overload = load_overload
 
 
+def _stamp_with_every_kernel_source() -> None:
+    """Key each cached kernel on the source of every module here, not only its own file.
+
+    numba stamps a cached function with its own file's hash, but a kernel also carries the code of
+    the helpers it calls or inlines from sibling modules (``swar.py``, ``parse.py``): editing only
+    those would leave callers running their old machine code from the cache. Any edit here now
+    invalidates every kernel's cache (a full recompile, as after an install).
+    """
+    try:
+        from numba.core import caching
+    except ImportError:  # pragma: no cover - another numba layout
+        return
+    mixin = getattr(caching, "_SourceFileBackedLocatorMixin", None)
+    if mixin is None or not hasattr(mixin, "get_source_stamp"):
+        return  # pragma: no cover
+    import hashlib
+
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    own = mixin.get_source_stamp
+    memo: dict = {}
+
+    def get_source_stamp(self):
+        path = getattr(self, "_py_file", None)
+        if not path or _os.path.dirname(_os.path.abspath(path)) != here:
+            return own(self)
+        files = sorted(f for f in _os.listdir(here) if f.endswith(".py"))
+        key = tuple((f, st.st_mtime_ns, st.st_size) for f in files for st in (_os.stat(_os.path.join(here, f)),))
+        if key not in memo:
+            h = hashlib.sha256()
+            for f in files:
+                with open(_os.path.join(here, f), "rb") as fh:
+                    h.update(f.encode() + b"\0" + fh.read() + b"\0")
+            memo.clear()
+            memo[key] = h.digest()
+        return memo[key]
+
+    mixin.get_source_stamp = get_source_stamp
+
+
 _cache_loads_without_refresh()
+_stamp_with_every_kernel_source()
