@@ -119,7 +119,7 @@ class CopyOptions:
     dead_letter: str | None = None
     max_rejected: int | None = None
     threads: int | None = None
-    batch_rows: int = 65536
+    batch_rows: int | None = None  # None: the source's default_batch_rows
     name: str | None = None
     state: str | None = None
     progress: str = "none"
@@ -172,7 +172,7 @@ class CopyOptions:
             raise ConfigError("--max-rejected must be >= 0")
         if o.threads is not None and o.threads < 1:
             raise ConfigError("--threads must be >= 1")
-        if o.batch_rows < 1:
+        if o.batch_rows is not None and o.batch_rows < 1:
             raise ConfigError("batch_rows must be >= 1")
         if o.alerts:
             from .pipeline.observe import check_alerts
@@ -195,6 +195,8 @@ def make_source(url, o: CopyOptions):
         from .connectors.sources.postgres_cdc import PostgresCdcSource as cls  # noqa: N813
     if (o.format or "").lower() == "tsv" or os.fspath(first).lower().split(".gz")[0].endswith(".tsv"):
         opts.setdefault("delimiter", "\t")
+    if o.batch_rows is None:  # the source's own default, and the batches of the run are that size too
+        o.batch_rows = getattr(cls, "default_batch_rows", 65536)
     opts.update(infer_schema=o.infer_schema, columns=o.columns, schema=o.schema, on_error=o.on_error,
                 threads=o.threads or _default_threads(), batch_rows=o.batch_rows)
     return cls(url, options=opts)

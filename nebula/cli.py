@@ -158,7 +158,7 @@ def copy_cmd(
     skip_rows: Annotated[int, Opt(help="Lines to skip before the header.")] = 0,
     comment: Annotated[str | None, Opt(help="Lines starting with this character are skipped.")] = None,
     null_value: Annotated[list[str] | None, Opt("--null-value", help="Null marker (repeatable).")] = None,
-    batch_rows: Annotated[int, Opt(help="Rows per batch.")] = 65536,
+    batch_rows: Annotated[int | None, Opt(help="Rows per batch (default: 65,536; JSON sources 16,384).")] = None,
     records_path: Annotated[str | None, Opt(help="JSON: the records are the array at this path (data.items).")] = None,
     cursor: Annotated[str | None, Opt(help="Database source: read only rows past the saved value of this "
                                             "column (incremental).")] = None,

@@ -173,7 +173,7 @@ with warnings.catch_warnings():
         dead_letter: str | None = Field(default=None, validate_default=True)
         max_rejected: int | None = Field(default=None, ge=0)
         threads: int | None = Field(default=None, ge=1)
-        batch_rows: int = Field(default=65_536, ge=1)
+        batch_rows: int | None = Field(default=None, ge=1)  # None: the source's default
         cdc: bool = False
         slot: str | None = None
         publication: str | None = None

@@ -30,7 +30,7 @@ def test_minimal_and_defaults():
     p = cfg.get("orders")
     assert p.source == EndpointConfig(url="data/orders.csv")
     assert p.destination.url == "out/orders.parquet"
-    assert (p.mode, p.on_error, p.infer_schema, p.batch_rows, p.key) == (None, "fail", True, 65536, None)
+    assert (p.mode, p.on_error, p.infer_schema, p.batch_rows, p.key) == (None, "fail", True, None, None)  # None: the source's
     assert cfg.state is None and cfg.version == 1
 
 

@@ -68,6 +68,7 @@ class Source(ABC):
 
     capabilities = Capabilities()
     name: str = "source"  # the stream name (default table name)
+    default_batch_rows: int = 65536  # rows per batch when the run does not set batch_rows
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Connect / open files; may read a sample to infer the schema."""

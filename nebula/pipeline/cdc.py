@@ -358,7 +358,7 @@ def copy_changes(src, source_label: str, dest, o, *, store, rejects, name: str, 
 
     try:
         result = run_cdc(src, make, name=name, mode=mode, key=o.key, store=store, rejects=rejects,
-                         threads=o.threads or 2, batch_rows=o.batch_rows, opts=opts, stop=stop,
+                         threads=o.threads or 2, batch_rows=o.batch_rows or 65536, opts=opts, stop=stop,
                          source_label=source_label, table=o.table, meter=meter)
     finally:
         if old is not None:

@@ -354,3 +354,24 @@ def test_null_or_missing_in_non_nullable_column_is_located_or_dead_lettered(tmp_
     assert (r.rows_written, r.rows_rejected) == (2, 3)
     got = [_json.loads(x) for x in dl.read_text().splitlines()]
     assert [(g["line"], "not nullable" in g["reason"]) for g in got] == [(2, True), (3, True), (4, False)]
+
+
+def test_json_batches_default_to_16384_rows_and_batch_rows_overrides(tmp_path):
+    """JSON sources batch 16,384 records unless told (their spans then stay in cache; CSV keeps
+    65,536); an explicit batch_rows wins; the rows are the same either way."""
+    from nebula.connectors.destinations.memory import MemoryDestination
+
+    p = write(tmp_path, lines(*[{"id": i, "s": f"v{i % 7}"} for i in range(40_000)]))
+    d = MemoryDestination()
+    r = nebula.copy(p, d, progress="none")
+    sizes = [b.num_rows for b in d._batches]
+    assert r.rows_written == 40_000 and max(sizes) == 16_384 and len(sizes) == 3
+    d2 = MemoryDestination()
+    nebula.copy(p, d2, batch_rows=40_000, progress="none")
+    assert [b.num_rows for b in d2._batches] == [40_000]
+    assert d.table().to_pylist() == d2.table().to_pylist()
+    csv = tmp_path / "t.csv"
+    csv.write_text("id\n" + "".join(f"{i}\n" for i in range(70_000)))
+    d3 = MemoryDestination()
+    nebula.copy(str(csv), d3, progress="none")
+    assert 60_000 < max(b.num_rows for b in d3._batches) <= 65_536

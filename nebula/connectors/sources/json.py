@@ -52,6 +52,14 @@ MAX_COLUMNS = 10_000
 CONTRACTS = ("evolve", "freeze", "discard-row", "discard-value")
 
 
+# Rows per chunk/batch, and the schema sample (the first chunk; DuckDB samples 20,480 records): a
+# chunk's value spans (kinds/starts/ends, ~17 bytes per value) are written by the structural kernel,
+# then read once per column; at 16,384 rows of `orders` they stay in cache, at 65,536 (the CSV default)
+# they do not: jsonl->parquet 5M measured 1.94 -> 1.81 s, CPU 3.3 -> 3.1 s, peak RSS 492 -> 397 MiB
+# (8 interleaved runs each).
+JSON_BATCH_ROWS = 16384
+
+
 @dataclass
 class JsonOptions:
     """Options of the JSON reader (names as on the CLI / in YAML ``source.options``)."""
@@ -62,7 +70,7 @@ class JsonOptions:
     contract: str = "evolve"
     max_depth: int = 512
     block_size: int = 8 << 20
-    batch_rows: int = 65536
+    batch_rows: int = JSON_BATCH_ROWS
     infer_schema: bool = True
     columns: dict[str, LogicalType] = field(default_factory=dict)
     schema: Schema | None = None
@@ -321,6 +329,7 @@ def _ws(buf: np.ndarray, p: int, end: int) -> int:
 
 
 class JsonSource(Source):
+    default_batch_rows = JSON_BATCH_ROWS
     """JSON lines / JSON array files (local, optionally .gz/.zst/.lz4), one schema for all files."""
 
     capabilities = Capabilities(formats=("jsonl", "ndjson", "json"), schemes=("file",), schema_evolution=True,
