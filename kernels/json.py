@@ -29,6 +29,7 @@ from .parse import (
     _parse_int_span,
     _parse_ts_span,
     _set_bit,
+    digits18,
     first_invalid_utf8,
 )
 from .swar import load8, trailing_zeros
@@ -884,14 +885,8 @@ def extract_int(buf, kinds, starts, ends, ns, col, n, lo, hi, out_values, out_va
             s = starts[_u(i)]
             e = ends[_u(i)]
             p = s + 1 if (s < e and buf[_u(s)] == 45) else s
-            if 0 < e - p <= 18:  # cannot overflow int64: a tight loop (the scanner already checked the grammar)
-                ok = True
-                for q in range(p, e):
-                    d = np.int64(buf[_u(q)]) - 48
-                    if d < 0 or d > 9:
-                        ok = False
-                        break
-                    v = v * 10 + d
+            if 0 < e - p <= 18:  # cannot overflow int64 (the scanner already checked the grammar)
+                ok, v = digits18(buf, p, e)
                 if p > s:
                     v = -v
                 if ok and (v < lo or v > hi):

@@ -189,6 +189,19 @@ def _parse_int_span(buf, s, e, lo, hi):
 
 
 @njit(inline="always")
+def digits18(buf, p, e):
+    """``(ok, value)`` of the 1..18 ASCII digits ``buf[p:e]`` (so many cannot overflow int64: a tight
+    loop; the callers take longer spans to :func:`_parse_int_span`)."""
+    v = 0
+    for q in range(p, e):
+        d = np.int64(buf[_u(q)]) - 48
+        if d < 0 or d > 9:
+            return False, 0
+        v = v * 10 + d
+    return True, v
+
+
+@njit(inline="always")
 def _maybe_null(lens, ln):
     """False when no null marker is ``ln`` bytes long (``lens`` is :func:`_null_filter`'s length set):
     the one test most values need before :func:`_is_null`."""
@@ -232,13 +245,7 @@ def parse_int_column(buf, starts, ends, flags, row_first, col, n, null_data, nul
                     p += 1
                 nd = e - p
                 if 0 < nd <= 18:
-                    ok = True
-                    for q in range(p, e):
-                        d = np.int64(buf[_u(q)]) - 48
-                        if d < 0 or d > 9:
-                            ok = False
-                            break
-                        v = v * 10 + d
+                    ok, v = digits18(buf, p, e)
                     if neg:
                         v = -v
                     if ok and (v < lo or v > hi):
