@@ -227,7 +227,9 @@ def _label(url) -> str:
     from .redact import redact_url
 
     if isinstance(url, list | tuple):
-        return ", ".join(redact_url(os.fspath(u)) for u in url)
+        return ", ".join(_label(u) for u in url)
+    if not isinstance(url, str | bytes | os.PathLike):  # a Destination object that names no location
+        return type(url).__name__
     return redact_url(os.fspath(url))
 
 

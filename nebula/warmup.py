@@ -42,7 +42,46 @@ def warm() -> float:
         with open(arr, "w") as f:
             f.write('[{"i":1},{"i":2}]')
         api.read_json(arr)
+        # the paths of `make demo` and the benchmarks on real-looking data: dictionary-encoded text
+        # columns (CSV and JSON), timestamp and date columns from JSON, every destination format
+        from .sample import generate
+
+        for fmt in ("csv", "jsonl"):
+            src = generate(os.path.join(d, f"orders.{fmt}"), 3000, fmt)
+            for ext in ("parquet", "csv", "jsonl"):
+                api.copy(str(src), os.path.join(d, f"orders-{fmt}.{ext}"))
+            api.copy(str(src), f"sqlite:///{os.path.join(d, 'orders.db')}", table=f"orders_{fmt}")
+        api.copy(str(src), os.path.join(d, "parts") + "/", partition_by="country,date(ts)")
+        api.copy(str(src), _copy_encoder())  # PostgreSQL's binary COPY, without a server
+        dates = os.path.join(d, "dates.jsonl")
+        with open(dates, "w") as f:
+            f.writelines(f'{{"d":"2024-01-{1 + i % 28:02d}","t":"2024-01-01T00:00:{i % 60:02d}Z"}}\n'
+                         for i in range(100))
+        api.read_json(dates)
     return time.perf_counter() - t0
+
+
+def _copy_encoder():
+    """A destination that runs the PostgreSQL destination's binary COPY encoder over every batch and
+    sends nothing (its kernels get compiled without a server)."""
+    from .connectors.base import Destination
+    from .connectors.destinations.postgres import BinaryCopyEncoder, PostgresDestination, _plan_for
+
+    class CopyEncoder(Destination):
+        def open(self, schema, *, mode="append", table=None, key=None) -> None:
+            plans = [_plan_for(f.type, *PostgresDestination._pg_name(f.type)) for f in schema]
+            self.encoder = BinaryCopyEncoder(schema, plans)
+
+        def write(self, batch) -> int:
+            return sum(int(part.shape[0]) for part in self.encoder.encode(batch))
+
+        def commit(self) -> None:
+            pass
+
+        def abort(self) -> None:
+            pass
+
+    return CopyEncoder()
 
 
 if __name__ == "__main__":

@@ -87,3 +87,28 @@ def test_progress_is_quiet_lines_off_a_terminal_and_rich_on_one():
     p.update(rows=10, bytes=500)
     p.close()
     assert progress.make_progress("orders", 1000, mode="none", stream=tty) is None
+
+
+def test_copy_into_a_destination_object_of_ones_own(orders):
+    """A Destination written by the user, with only the abstract methods (no ``location``): the run
+    works and the summary names its class."""
+    from nebula.connectors.base import Destination
+
+    class Collect(Destination):
+        def open(self, schema, *, mode="append", table=None, key=None):
+            self.rows = []
+
+        def write(self, batch):
+            self.rows += batch.to_arrow().to_pylist()
+            return 0
+
+        def commit(self):
+            self.done = True
+
+        def abort(self):
+            pass
+
+    d = Collect()
+    r = nebula.copy(str(orders), d, columns={"amount": "string"})
+    assert d.done and [x["id"] for x in d.rows] == [1, 2, 3] and r.rows_written == 3
+    assert r.destination == "Collect"
