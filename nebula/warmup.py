@@ -30,6 +30,8 @@ def warm() -> float:
         for ext in ("csv", "jsonl", "parquet"):
             api.copy(p, os.path.join(d, f"out.{ext}"), columns=cols)
         api.copy(p, f"sqlite:///{os.path.join(d, 'out.db')}", columns=cols)
+        for t in ("int16", "int32", "int64", "float32"):  # PostgreSQL binary COPY both ways, every width
+            api.copy(p, _copy_encoder(), columns={"i": t, "f": t if t == "float32" else "float64", **cols})
         # the JSON kernels: flat, nested, arrays, escapes, every scalar type
         j = os.path.join(d, "w.jsonl")
         with open(j, "w") as f:
@@ -58,22 +60,61 @@ def warm() -> float:
             f.writelines(f'{{"d":"2024-01-{1 + i % 28:02d}","t":"2024-01-01T00:00:{i % 60:02d}Z"}}\n'
                          for i in range(100))
         api.read_json(dates)
+    _warm_change_streams()
     return time.perf_counter() - t0
 
 
+def _warm_change_streams() -> None:
+    """The PostgreSQL change-stream decoders, and the merge compaction's hashing over every column kind."""
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+
+    from .connectors.sources.postgres_cdc import warm_kernels
+    from .pipeline.cdc import compact_last_by_key
+
+    warm_kernels()
+    rb = pa.RecordBatch.from_pydict({
+        "i": pa.array([1, 1, None, 2], pa.int32()), "s": pa.array(["a", "a", None, "b"]),
+        "d": pa.array([decimal.Decimal("1.5")] * 2 + [None, decimal.Decimal("2")], pa.decimal128(10, 2)),
+        "f": pa.array([1.5, 1.5, None, 2.0]), "b": pa.array([True, True, None, False]),
+        "t": pa.array([datetime.datetime(2024, 1, 1)] * 2 + [None, datetime.datetime(2024, 1, 2)]),
+        "day": pa.array([datetime.date(2024, 1, 1)] * 2 + [None, datetime.date(2024, 1, 2)]),
+        "k": pa.array(["x", "x", None, "y"]).dictionary_encode(),
+    })
+    for key in rb.schema.names:
+        assert compact_last_by_key(rb, [key]).num_rows == 3
+
+
 def _copy_encoder():
-    """A destination that runs the PostgreSQL destination's binary COPY encoder over every batch and
-    sends nothing (its kernels get compiled without a server)."""
+    """A destination that runs the PostgreSQL destination's binary COPY encoder over every batch, then
+    the PostgreSQL source's decoder over what it encoded (as the table the destination would create
+    reads back), and sends nothing: both sides' kernels get compiled without a server."""
+    from .batch import Batch
     from .connectors.base import Destination
     from .connectors.destinations.postgres import BinaryCopyEncoder, PostgresDestination, _plan_for
+    from .connectors.sources.postgres import PostgresSource, _Chunk, _logical
+    from .kernels.pgcopy import HEADER, TRAILER
+    from .schema import Field, Schema
 
     class CopyEncoder(Destination):
         def open(self, schema, *, mode="append", table=None, key=None) -> None:
-            plans = [_plan_for(f.type, *PostgresDestination._pg_name(f.type)) for f in schema]
-            self.encoder = BinaryCopyEncoder(schema, plans)
+            names = [PostgresDestination._pg_name(f.type) for f in schema]
+            self.encoder = BinaryCopyEncoder(schema, [_plan_for(f.type, *n) for f, n in zip(schema, names, strict=True)])
+            self.source = PostgresSource("postgresql://127.0.0.1/warmup", options={"table": "warmup"})
+            self.source._schema = Schema(Field(f.name, _logical(n[0], n[1])[0]) for f, n in zip(schema, names,
+                                                                                               strict=True))
+            self.source._skips = [0] * len(schema)
 
         def write(self, batch) -> int:
-            return sum(int(part.shape[0]) for part in self.encoder.encode(batch))
+            size = 0
+            for part in self.encoder.encode(batch):
+                size += int(part.shape[0])
+                back = Batch(self.source.schema, max(1, batch.length))
+                self.source.parse(_Chunk(HEADER + part.tobytes() + TRAILER, True, 0), back, None)
+                assert back.length == batch.length
+            return size
 
         def commit(self) -> None:
             pass

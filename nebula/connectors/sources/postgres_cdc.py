@@ -491,7 +491,9 @@ class PostgresCdcSource(Source):
         mt = np.repeat(np.arange(len(txns), dtype=np.int64), counts)
         firsts = np.cumsum(counts) - counts
         events = [(int(firsts[i]) + m, kind, payload, i) for i, tx in enumerate(txns) for m, kind, payload in tx.events]
-        buf = np.frombuffer(b"".join(tx.buf for tx in txns), np.uint8) if base else np.zeros(1, np.uint8)
+        # one writable array (not a read-only view of bytes): the parse kernels then run the machine code
+        # the CSV source compiled (numba compiles a read-only array as another type), warm from the install
+        buf = np.concatenate([np.frombuffer(tx.buf, np.uint8) for tx in txns]) if base else np.zeros(1, np.uint8)
         self.bytes_read += base
         rows, nf, bad = kp.count_changes(buf, ms, me, nmsg)
         if bad >= 0:
@@ -1072,6 +1074,34 @@ def _fill_toast(part: _ChangePart, ix: _Index, s: _Seg, rows: np.ndarray) -> Non
         raise SourceError(f"{part.owner.label}: table {part.table}: an update left a large (TOASTed) value unchanged "
                           "and the stream does not carry it; merging would overwrite it with NULL. Run ALTER TABLE "
                           f"{part.table} REPLICA IDENTITY FULL at the source, then resync ({part.owner.resync()})")
+
+
+def warm_kernels() -> None:
+    """Compile the change-stream kernels into the cache without a server (``python -m nebula.warmup``):
+    each called once on empty input built as a round builds it (the same array types, so the same
+    machine code); the typed columns are parsed by the CSV source's kernels (a writable round buffer)."""
+    from ...kernels import pgoutput as kp
+
+    buf = np.zeros(1, np.uint8)
+    ms = np.zeros(0, np.int64)
+    me = np.append(ms[1:], 0)[:0]
+    kp.count_changes(buf, ms, me, 0)
+    ix = _Index(buf, 0, 0)
+    kp.index_changes(buf, ms, me, 0, ix.row_msg, ix.row_op, ix.row_rel, ix.row_first, ix.row_ncols, ix.starts,
+                     ix.ends, ix.flags, ix.kinds)
+    rows = np.flatnonzero(ix.row_rel == 0)
+    kp.old_key_changed(ix.buf, ix.starts, ix.ends, ix.kinds, ix.row_first, rows, 0, np.zeros(1, np.int64),
+                       np.zeros(0, np.uint8))
+    kp.fill_unchanged(ix.row_first, rows, 0, 0, ix.kinds, ix.starts, ix.ends, ix.flags, np.empty(0, np.int64),
+                      np.empty(1, np.int64))
+    from ...kernels import parse as kpar  # text columns as _ChangePart.parse gathers them
+
+    rf = np.ascontiguousarray(ix.row_first[rows])
+    nd, no = _NO_NULLS
+    kpar.string_column_size(buf, ix.starts, ix.ends, ix.flags, rf, 0, 0)
+    kpar.gather_string_column(buf, ix.starts, ix.ends, ix.flags, rf, 0, 0, nd, no, False, 34, -1,
+                              np.zeros(1, np.int32), np.zeros(1, np.uint8), np.zeros(1, np.uint8),
+                              np.zeros(0, np.uint8), True)
 
 
 def _has_unchanged(ix: _Index, rows: np.ndarray) -> bool:
