@@ -43,6 +43,20 @@ E_UNTERMINATED_QUOTE = 1
 E_AFTER_QUOTE = 2
 
 
+@njit(inline="always")
+def _skip_plain(buf, q, end, a8, b8):
+    """The first position from ``q`` whose byte is in ``a8``/``b8`` (bytes splat over a word) or is a
+    line end, scanning whole 8-byte words while they hold none; the caller's byte loop goes on from
+    there (also over the last < 8 bytes)."""
+    while q + 8 <= end:
+        w = load8(buf, q)
+        m = zero_bytes(w ^ a8) | zero_bytes(w ^ b8) | zero_bytes(w ^ _LF8) | zero_bytes(w ^ _CR8)
+        if m:
+            return q + first_flagged(m)
+        q += 8
+    return q
+
+
 @njit(nogil=True, cache=True, _nrt=False)
 def tokenize(buf, pos, end, final, delim, quote, escape, comment,
              starts, ends, flags, row_first, row_offset, row_line, line_no):
@@ -137,13 +151,7 @@ def tokenize(buf, pos, end, final, delim, quote, escape, comment,
                 fl = QUOTED
                 q = p + 1
                 closed = False
-                while q + 8 <= end:  # 8 bytes at a time up to a quote, escape or line end
-                    w = load8(buf, q)
-                    m = zero_bytes(w ^ q8) | zero_bytes(w ^ qe8) | zero_bytes(w ^ _LF8) | zero_bytes(w ^ _CR8)
-                    if m:
-                        q += first_flagged(m)
-                        break
-                    q += 8
+                q = _skip_plain(buf, q, end, q8, qe8)  # to a quote, escape or line end
                 while q < end:
                     b = buf[_u(q)]
                     if b == quote:
@@ -199,13 +207,7 @@ def tokenize(buf, pos, end, final, delim, quote, escape, comment,
                 break
             else:
                 q = p
-                while q + 8 <= end:  # 8 bytes at a time up to a delimiter, escape or line end
-                    w = load8(buf, q)
-                    m = zero_bytes(w ^ d8) | zero_bytes(w ^ e8) | zero_bytes(w ^ _LF8) | zero_bytes(w ^ _CR8)
-                    if m:
-                        q += first_flagged(m)
-                        break
-                    q += 8
+                q = _skip_plain(buf, q, end, d8, e8)  # to a delimiter, escape or line end
                 while q < end:
                     b = buf[_u(q)]
                     if b == delim or b == 10 or b == 13:

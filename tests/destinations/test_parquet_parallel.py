@@ -117,9 +117,6 @@ def test_small_range_integer_and_date_columns_get_dictionary_pages(tmp_path):
 
     import numpy as np
 
-    from nebula.connectors.destinations.files import ParquetDestination
-    from nebula.schema import Schema
-
     n = 40_000
     rng = np.random.default_rng(1)
     qty = rng.integers(1, 100, n)
@@ -128,34 +125,39 @@ def test_small_range_integer_and_date_columns_get_dictionary_pages(tmp_path):
                     "day": pa.array(day, type=pa.date32()),
                     "wide": pa.array(rng.integers(-2**40, 2**40, n)),
                     "opt": pa.array([None if i % 3 else int(i % 5) for i in range(n)], type=pa.int16())})
+    pf = _write_in_batches(tmp_path / "auto.parquet", src)
+    assert "RLE_DICTIONARY" in _encodings(pf, "qty")
+    assert "RLE_DICTIONARY" in _encodings(pf, "day")
+    assert "RLE_DICTIONARY" in _encodings(pf, "opt")
+    assert "RLE_DICTIONARY" not in _encodings(pf, "id")
+    assert "RLE_DICTIONARY" not in _encodings(pf, "wide")
+    assert pf.read().equals(src)
+    pf = _write_in_batches(tmp_path / "plain.parquet", src, use_dictionary=False)
+    assert "RLE_DICTIONARY" not in _encodings(pf, "qty")
+    assert pf.read().equals(src)
+
+
+def _write_in_batches(path, src: pa.Table, **options) -> pq.ParquetFile:
+    """``src`` through a ParquetDestination in batches of 10,000 rows; the file written."""
     from nebula.batch import Batch
+    from nebula.connectors.destinations.files import ParquetDestination
+    from nebula.schema import Schema
 
     schema = Schema.from_arrow(src.schema)
+    d = ParquetDestination(str(path), options=options or None)
+    d.open(schema)
+    for off in range(0, src.num_rows, 10_000):
+        part = src.slice(off, 10_000)
+        d.write(fill_batch(Batch(schema, 10_000), [c.to_pylist() for c in part.columns]))
+    d.commit()
+    return pq.ParquetFile(str(path))
 
-    def write(path, **options):
-        d = ParquetDestination(str(path), options=options or None)
-        d.open(schema)
-        for off in range(0, n, 10_000):
-            part = src.slice(off, 10_000)
-            d.write(fill_batch(Batch(schema, 10_000), [c.to_pylist() for c in part.columns]))
-        d.commit()
-        return pq.ParquetFile(str(path))
 
-    def encodings(pf, col):
-        md = pf.metadata
-        return {e for r in range(md.num_row_groups) for e in md.row_group(r).column(col).encodings}
-
-    pf = write(tmp_path / "auto.parquet")
-    names = pf.schema_arrow.names
-    assert "RLE_DICTIONARY" in encodings(pf, names.index("qty"))
-    assert "RLE_DICTIONARY" in encodings(pf, names.index("day"))
-    assert "RLE_DICTIONARY" in encodings(pf, names.index("opt"))
-    assert "RLE_DICTIONARY" not in encodings(pf, names.index("id"))
-    assert "RLE_DICTIONARY" not in encodings(pf, names.index("wide"))
-    assert pf.read().equals(src)
-    pf = write(tmp_path / "plain.parquet", use_dictionary=False)
-    assert "RLE_DICTIONARY" not in encodings(pf, pf.schema_arrow.names.index("qty"))
-    assert pf.read().equals(src)
+def _encodings(pf: pq.ParquetFile, name: str) -> set[str]:
+    """Every encoding column ``name`` uses in any row group of ``pf``."""
+    md = pf.metadata
+    col = pf.schema_arrow.names.index(name)
+    return {e for r in range(md.num_row_groups) for e in md.row_group(r).column(col).encodings}
 
 
 def test_integer_columns_without_a_dictionary_are_delta_encoded(tmp_path):
@@ -168,10 +170,8 @@ def test_integer_columns_without_a_dictionary_are_delta_encoded(tmp_path):
     import duckdb
     import numpy as np
 
-    from nebula.batch import Batch
     from nebula.connectors.destinations.files import ParquetDestination
     from nebula.errors import ConfigError
-    from nebula.schema import Schema
 
     n = 30_000
     rng = np.random.default_rng(7)
@@ -189,29 +189,14 @@ def test_integer_columns_without_a_dictionary_are_delta_encoded(tmp_path):
         "ts": pa.array(rng.integers(0, 10**15, n), type=pa.timestamp("us")),
         "x": pa.array(rng.random(n)),
     })
-    schema = Schema.from_arrow(src.schema)
-
-    def write(path, **options):
-        d = ParquetDestination(str(path), options=options or None)
-        d.open(schema)
-        for off in range(0, n, 10_000):
-            part = src.slice(off, 10_000)
-            d.write(fill_batch(Batch(schema, 10_000), [c.to_pylist() for c in part.columns]))
-        d.commit()
-        return pq.ParquetFile(str(path))
-
-    def encodings(pf, name):
-        md = pf.metadata
-        col = pf.schema_arrow.names.index(name)
-        return {e for r in range(md.num_row_groups) for e in md.row_group(r).column(col).encodings}
 
     path = tmp_path / "delta.parquet"
-    pf = write(path)
+    pf = _write_in_batches(path, src)
     for name in ("id", "down", "i64", "i16", "opt", "day"):
-        assert "DELTA_BINARY_PACKED" in encodings(pf, name), name
-    assert "RLE_DICTIONARY" in encodings(pf, "qty")
+        assert "DELTA_BINARY_PACKED" in _encodings(pf, name), name
+    assert "RLE_DICTIONARY" in _encodings(pf, "qty")
     for name in ("ts", "x", "qty"):
-        assert "DELTA_BINARY_PACKED" not in encodings(pf, name), name
+        assert "DELTA_BINARY_PACKED" not in _encodings(pf, name), name
     assert pf.read().equals(src)
     got = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").arrow()
     got = got.read_all() if hasattr(got, "read_all") else got
@@ -222,11 +207,11 @@ def test_integer_columns_without_a_dictionary_are_delta_encoded(tmp_path):
     id_col = pf.schema_arrow.names.index("id")
     assert sum(md.row_group(r).column(id_col).total_compressed_size for r in range(md.num_row_groups)) < n // 10
 
-    pf = write(tmp_path / "plain.parquet", integer_encoding="plain")
-    assert all("DELTA_BINARY_PACKED" not in encodings(pf, c) for c in src.column_names)
+    pf = _write_in_batches(tmp_path / "plain.parquet", src, integer_encoding="plain")
+    assert all("DELTA_BINARY_PACKED" not in _encodings(pf, c) for c in src.column_names)
     assert pf.read().equals(src)
-    pf = write(tmp_path / "nodict.parquet", use_dictionary=False)
-    assert all("DELTA_BINARY_PACKED" not in encodings(pf, c) for c in src.column_names)
+    pf = _write_in_batches(tmp_path / "nodict.parquet", src, use_dictionary=False)
+    assert all("DELTA_BINARY_PACKED" not in _encodings(pf, c) for c in src.column_names)
     with pytest.raises(ConfigError, match="integer_encoding"):
         ParquetDestination(str(tmp_path / "x.parquet"), options={"integer_encoding": "zigzag"})
 
