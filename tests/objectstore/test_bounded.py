@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
 
 import zstandard
 
+from .._proxy import Conn, FaultProxy
 from .test_kill import NEBULA
 
 BLOCK_ROWS = 100_000
@@ -34,59 +34,26 @@ def _input(path, blocks: int) -> int:
     return len(HEADER) + blocks * len(_BLOCK)
 
 
-class PartRecorder:
-    """A loopback TCP proxy in front of moto that records each S3 UploadPart's size."""
+class PartRecorder(FaultProxy):
+    """The loopback proxy (tests/_proxy.py) in front of moto, recording each S3 UploadPart's size."""
 
     _PART = re.compile(rb"PUT /\S*[?&]partNumber=(\d+)\S* HTTP/1\.1\r\n((?:[^\r\n]*\r\n){0,60}?)\r\n")
 
     def __init__(self, upstream_port: int) -> None:
-        self.upstream = upstream_port
         self.parts: dict[int, int] = {}
         self.lock = threading.Lock()
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream_port, tap=self._scan)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            u = socket.create_connection(("127.0.0.1", self.upstream))
-            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
-
-    def _pump(self, a, b, upstream: bool) -> None:
-        tail = b""
-        try:
-            while True:
-                data = a.recv(1 << 16)
-                if not data:
-                    break
-                if upstream:  # request heads may straddle two reads: scan with the previous tail
-                    buf = tail + data
-                    for m in self._PART.finditer(buf):
-                        n = re.search(rb"(?im)^(?:x-amz-decoded-content-length|content-length): (\d+)", m.group(2))
-                        with self.lock:
-                            self.parts[int(m.group(1))] = int(n.group(1)) if n else -1
-                    tail = buf[-8192:]
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-
-    def stop(self) -> None:
-        self.srv.close()
+    def _scan(self, conn: Conn, upstream: bool, data: bytes) -> None:
+        if not upstream:
+            return
+        # request heads may straddle two reads: scan with the previous tail
+        buf = conn.memo.get("tail", b"") + data
+        for m in self._PART.finditer(buf):
+            n = re.search(rb"(?im)^(?:x-amz-decoded-content-length|content-length): (\d+)", m.group(2))
+            with self.lock:
+                self.parts[int(m.group(1))] = int(n.group(1)) if n else -1
+        conn.memo["tail"] = buf[-8192:]
 
 
 def _copy_rss(src, dest, tmp_path, env) -> int:

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 
 import pytest
 
 import nebula
 from nebula.errors import ConnectionFailed, DestinationError, SourceError
 
+from .._proxy import FaultProxy
 from ._data import orders_csv
 from .conftest import _tool, free_port, start_server, stop_server
 
@@ -91,82 +90,11 @@ def test_credentials_and_access(iam_s3, local_csv, monkeypatch):
             nebula.read_csv("s3://nb-allowed/x.csv")
 
 
-class DroppingProxy:
-    """A loopback TCP proxy that cuts every open connection once ``drop_after`` bytes went upstream."""
-
-    def __init__(self, upstream_port: int, drop_after: int | None = None) -> None:
-        self.upstream = upstream_port
-        self.drop_after = drop_after
-        self.sent = 0
-        self.drops = 0
-        self.conns: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        self.running = True
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while self.running:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            u = socket.create_connection(("127.0.0.1", self.upstream))
-            with self.lock:
-                self.conns += [c, u]
-            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
-
-    def _pump(self, a: socket.socket, b: socket.socket, upstream: bool) -> None:
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-                if upstream:
-                    with self.lock:
-                        self.sent += len(data)
-                        cut = self.drop_after is not None and self.sent >= self.drop_after
-                        if cut:
-                            self.drop_after = None
-                            self.drops += 1
-                    if cut:
-                        self._cut_all()
-                        return
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-
-    def _cut_all(self) -> None:
-        with self.lock:
-            conns, self.conns = self.conns, []
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def stop(self) -> None:
-        self.running = False
-        self.srv.close()
-        self._cut_all()
-
-
 def test_network_drop_mid_upload_is_retried(s3, moto_endpoint, tmp_path, monkeypatch):
     big = tmp_path / "big.csv"
     big.write_bytes(orders_csv(120_000))  # ~6 MB of CSV: a multipart upload
-    proxy = DroppingProxy(int(moto_endpoint.rsplit(":", 1)[1]), drop_after=2_000_000)
+    proxy = FaultProxy(int(moto_endpoint.rsplit(":", 1)[1]))
+    proxy.drop_all_after(2_000_000)  # every open connection is cut once 2 MB went upstream
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
         monkeypatch.setenv("NEBULA_FS_RETRIES", "5")

@@ -17,7 +17,7 @@ from nebula.config import ResilienceConfig, load_config
 from nebula.connectors import resilience as rs
 from nebula.errors import ConfigError
 
-from ._proxy import FaultProxy
+from .._proxy import FaultProxy
 
 YAML = """\
 defaults:

@@ -13,7 +13,7 @@ from nebula import metrics
 from nebula.connectors.resilience import endpoint_of
 from tests.pg_cdc.conftest import cdc_server, src_db  # noqa: F401  (fixtures)
 
-from ._proxy import FaultProxy
+from .._proxy import FaultProxy
 
 BACKLOG = 1500
 

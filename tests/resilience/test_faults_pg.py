@@ -1,4 +1,4 @@
-"""Real faults between Nebula and a real PostgreSQL: a loopback fault proxy (tests/resilience/_proxy.py) cuts
+"""Real faults between Nebula and a real PostgreSQL: a loopback fault proxy (tests/_proxy.py) cuts
 the connection mid-COPY, or refuses connections until the circuit breaker opens."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from nebula import metrics
 from nebula.connectors.resilience import endpoint_of
 from nebula.errors import CircuitOpenError
 
-from ._proxy import FaultProxy
+from .._proxy import FaultProxy
 
 ROWS = 5000
 

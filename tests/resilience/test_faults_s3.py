@@ -11,7 +11,7 @@ from nebula import metrics
 from nebula.connectors.resilience import endpoint_of
 from nebula.errors import CircuitOpenError, ConnectionFailed
 
-from ._proxy import FaultProxy
+from .._proxy import FaultProxy
 
 ROWS = 4000
 
