@@ -329,8 +329,9 @@ def _ws(buf: np.ndarray, p: int, end: int) -> int:
 
 
 class JsonSource(Source):
-    default_batch_rows = JSON_BATCH_ROWS
     """JSON lines / JSON array files (local, optionally .gz/.zst/.lz4), one schema for all files."""
+
+    default_batch_rows = JSON_BATCH_ROWS
 
     capabilities = Capabilities(formats=("jsonl", "ndjson", "json"), schemes=("file",), schema_evolution=True,
                                 notes="Numba-parsed; nested objects flattened, or kept as structs/lists (--nested keep); "
