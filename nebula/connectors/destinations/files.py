@@ -467,7 +467,7 @@ class ParquetDestination(Destination):
     this sets most of the memory a run holds; 500,000 measured no faster and held ~150 MB more),
     ``row_group_bytes`` (default 128 MiB), ``integer_encoding`` (``delta``, the default: integer and
     date columns that do not get a dictionary page are written DELTA_BINARY_PACKED, a standard Parquet
-    encoding (pyarrow, polars and DuckDB read it back in the tests; Spark since 3.3): a sequential id
+    encoding (pyarrow and DuckDB read it back in the tests; polars and Spark since 3.3 read it too): a sequential id
     column is ~150x smaller and such columns encode 2-3x faster than plain + zstd; ``plain`` for
     older readers; applies when ``use_dictionary`` is not given).
     """
@@ -666,7 +666,7 @@ class ParquetDestination(Destination):
         target = self._writer.schema
         unify = self._has_dictionary
         auto_dict = self._auto_dictionary
-        delta = self._delta
+        delta = self.integer_encoding == "delta"
 
         def build():
             table = pa.Table.from_batches([_conform(b, target) for b in batches], schema=target)
@@ -700,7 +700,6 @@ class ParquetDestination(Destination):
         comp = None if self.compression == "none" else self.compression
         use_dict = self.options.get("use_dictionary")
         self._auto_dictionary = None
-        self._delta = self.integer_encoding == "delta"
         if use_dict is None:  # Parquet dictionary pages for the columns we dictionary-encoded ...
             use_dict = [f.name for f in arrow_schema if pa.types.is_dictionary(f.type)]
             self._auto_dictionary = use_dict  # ... and, per row group, for small-range integer/date columns
