@@ -385,9 +385,8 @@ class PartitionedDestination(Destination):
         o = {k: self.options[k] for k in ("compression", "compression_level") if k in self.options}
         if self.format == "parquet":
             o.update({k: self.options[k] for k in ("row_group_rows", "integer_encoding") if k in self.options})
-        if self.format == "parquet":
             o["encoders"] = 1  # many files are open at once: one encoder thread each
-        if self.format == "parquet":  # pending row groups of all open files share ~256 MiB
+            # pending row groups of all open files share ~256 MiB
             budget = max(1 << 20, min(128 << 20, (256 << 20) // self.max_open))
             o.setdefault("row_group_bytes", min(budget, self.max_bytes) if self.max_bytes else budget)
         o["direct"] = True
