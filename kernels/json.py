@@ -32,7 +32,7 @@ from .parse import (
     digits18,
     first_invalid_utf8,
 )
-from .swar import load8, trailing_zeros
+from .swar import HIGH8, load8, trailing_zeros, zero_bytes
 
 # value kinds
 K_MISSING, K_NULL, K_FALSE, K_TRUE, K_INT, K_BIGINT, K_HUGEINT, K_FLOAT, K_STR, K_STRESC, K_ARRAY, K_OBJECT = range(12)
@@ -118,8 +118,6 @@ def _hex4(buf, p):
     return v
 
 
-_ONES8 = np.uint64(0x0101010101010101)
-_HIGH8 = np.uint64(0x8080808080808080)
 _QUOTE8 = np.uint64(0x2222222222222222)
 _BSLASH8 = np.uint64(0x5C5C5C5C5C5C5C5C)
 _SPACE8 = np.uint64(0x2020202020202020)
@@ -130,10 +128,7 @@ def _plain8(buf, p):
     """``(word, plain)``: the 8 bytes at ``p`` as a little-endian uint64, and whether none of them is a
     quote, a backslash or a control character (a zero-byte test per byte, all operands uint64)."""
     w = load8(buf, p)
-    zq = w ^ _QUOTE8
-    zb = w ^ _BSLASH8
-    m = (((zq - _ONES8) & ~zq) | ((zb - _ONES8) & ~zb) | ((w - _SPACE8) & ~w)) & _HIGH8
-    return w, m
+    return w, zero_bytes(w ^ _QUOTE8) | zero_bytes(w ^ _BSLASH8) | ((w - _SPACE8) & ~w & HIGH8)
 
 
 @njit(inline="always")
@@ -156,7 +151,7 @@ def scan_string(buf, p, end, lines):
             break
         hi8 |= w
         p += 8
-    if hi8 & _HIGH8:
+    if hi8 & HIGH8:
         hi = 128
     while p < end:
         c = buf[_u(p)]
